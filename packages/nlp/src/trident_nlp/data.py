@@ -1,0 +1,427 @@
+"""Intent data: JSONL/CSV readers, the tokenizer choice, dynamic padding and length-bucketed batches."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from trident_core.data import BucketSampler, TridentDataModule, build_once, seeded_split
+from trident_core.errors import ConfigError, DataError
+
+from trident_nlp.defaults import DATASET_VERSION, OOS_LABEL, build_default_dataset
+from trident_nlp.text import (
+    AUTO,
+    SCRATCH,
+    TextEncoder,
+    load_pretrained_tokenizer,
+    resolve_backbone,
+    train_wordpiece,
+)
+
+log = logging.getLogger(__name__)
+MAX_TEXT_CHARS = 100_000
+_SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv", ".tsv")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One labelled utterance and where it came from (for error messages)."""
+
+    text: str
+    label: str
+    path: str
+    line: int
+
+
+def _check_text(value: Any, path: Path, line: int, key: str) -> str:
+    if not isinstance(value, str):
+        raise DataError(f"text must be a string, got {type(value).__name__}", path=path, line=line, key=key)
+    if not value.strip():
+        raise DataError(
+            "text is empty; remove the line or fill in the utterance", path=path, line=line, key=key
+        )
+    if len(value) > MAX_TEXT_CHARS:
+        raise DataError(
+            f"text has {len(value)} characters (limit {MAX_TEXT_CHARS})", path=path, line=line, key=key
+        )
+    return value
+
+
+def _check_label(value: Any, path: Path, line: int, key: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise DataError(f"label must be a string or an integer, got {value!r}", path=path, line=line, key=key)
+    label = str(value).strip()
+    if not label:
+        raise DataError("label is empty", path=path, line=line, key=key)
+    return label
+
+
+def _read_lines(path: Path) -> list[str]:
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    out = []
+    for number, raw in enumerate(lines, start=1):
+        try:
+            out.append(raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r"))
+        except UnicodeDecodeError as err:
+            raise DataError(
+                f"not valid UTF-8 ({err.reason} at byte {err.start}); re-save the file as UTF-8",
+                path=path,
+                line=number,
+            ) from err
+    return out
+
+
+def _jsonl_rows(path: Path, columns: Sequence[str]) -> list[tuple[int, dict[str, Any]]]:
+    rows = []
+    for number, line in enumerate(_read_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as err:
+            raise DataError(
+                f"not valid JSON ({err}); every line must be one JSON object", path=path, line=number
+            ) from err
+        if not isinstance(row, dict):
+            raise DataError(f"expected a JSON object, got {type(row).__name__}", path=path, line=number)
+        for column in columns:
+            if column not in row:
+                raise DataError(
+                    f"missing key (keys present: {sorted(row)})", path=path, line=number, key=column
+                )
+        rows.append((number, row))
+    return rows
+
+
+def _csv_rows(path: Path, columns: Sequence[str]) -> list[tuple[int, dict[str, Any]]]:
+    lines = _read_lines(path)
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    rows = []
+    try:
+        header = next(reader, None)
+        if header is None or not any(h.strip() for h in header):
+            raise DataError("empty file: expected a header line", path=path, line=1)
+        header = [h.strip() for h in header]
+        for column in columns:
+            if column not in header:
+                raise DataError(f"missing column (header: {header})", path=path, line=1, key=column)
+        for fields in reader:
+            number = reader.line_num
+            if not fields or not any(f.strip() for f in fields):
+                continue
+            if len(fields) != len(header):
+                raise DataError(f"expected {len(header)} fields, got {len(fields)}", path=path, line=number)
+            rows.append((number, dict(zip(header, fields, strict=True))))
+    except csv.Error as err:
+        raise DataError(f"malformed CSV ({err})", path=path, line=reader.line_num) from err
+    return rows
+
+
+def read_records(path: str | Path, text_column: str = "text", label_column: str = "label") -> list[Record]:
+    """Read labelled utterances from a JSONL or CSV/TSV file.
+
+    Raises:
+        DataError: naming the file, line and column of a missing file, an undecodable or malformed line,
+            a missing column, an empty text or an invalid label, or a file without any record.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", path=path)
+    suffix = path.suffix.lower()
+    if suffix not in _SUFFIXES:
+        raise DataError(f"unsupported file type {suffix!r}; use one of {list(_SUFFIXES)}", path=path)
+    columns = (text_column, label_column)
+    rows = _csv_rows(path, columns) if suffix in (".csv", ".tsv") else _jsonl_rows(path, columns)
+    records = [
+        Record(
+            _check_text(row[text_column], path, n, text_column),
+            _check_label(row[label_column], path, n, label_column),
+            str(path),
+            n,
+        )
+        for n, row in rows
+    ]
+    if not records:
+        raise DataError("no records: the file is empty", path=path)
+    return records
+
+
+def read_texts(path: str | Path, text_column: str = "text") -> list[str]:
+    """Texts to classify: plain text (one per line) or JSONL with a ``text_column`` key."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", path=path)
+    texts = []
+    for number, line in enumerate(_read_lines(path), start=1):
+        if not line.strip():
+            continue
+        if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+            try:
+                row = json.loads(line)
+            except ValueError as err:
+                raise DataError(f"not valid JSON ({err})", path=path, line=number) from err
+            if not isinstance(row, dict) or text_column not in row:
+                raise DataError(
+                    "expected a JSON object with the text key", path=path, line=number, key=text_column
+                )
+            texts.append(_check_text(row[text_column], path, number, text_column))
+        else:
+            texts.append(_check_text(line, path, number, text_column))
+    return texts
+
+
+class IntentDataset(Dataset[dict[str, Any]]):
+    """Token ids and label indices of a list of records."""
+
+    def __init__(self, ids: list[list[int]], labels: list[int]) -> None:
+        self.ids = ids
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"input_ids": self.ids[index], "label": self.labels[index]}
+
+
+class PadCollate:
+    """Pads a batch to its longest sequence (dynamic padding)."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        width = max(len(item["input_ids"]) for item in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, item in enumerate(batch):
+            ids[row, : len(item["input_ids"])] = torch.tensor(item["input_ids"], dtype=torch.long)
+            mask[row, : len(item["input_ids"])] = 1
+        labels = torch.tensor([item["label"] for item in batch], dtype=torch.long)
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+class IntentDataModule(TridentDataModule):
+    """Labelled utterances for intent classification, with out-of-scope queries under ``oos_label``.
+
+    Give ``train_file`` (+ ``val_file``, ``test_file``) or one ``file`` split by ``split`` with ``seed``;
+    with none, the embedded customer-support dataset is written to ``data_dir`` and used. The label set
+    comes from the training data. The tokenizer belongs to ``backbone``: ``"auto"`` (all-MiniLM-L6-v2 when
+    installed, else ``"scratch"``), ``"scratch"`` (a WordPiece built on the training texts), a local folder
+    or a hub id. The model receives labels, backbone and vocabulary size through CLI links.
+
+    Args:
+        data_dir: Folder of the embedded default dataset.
+        train_file: Training JSONL/CSV file.
+        val_file: Validation file; without it ``split[1]`` of the training file is held out.
+        test_file: Test file; without it the test stage uses the validation set.
+        file: One file split into train/validation/test by ``split``.
+        predict_file: Texts for ``predict`` (one per line, or JSONL with ``text_column``).
+        split: Train/validation/test fractions for ``file``.
+        text_column: Column/key holding the utterance.
+        label_column: Column/key holding the intent.
+        oos_label: Label of out-of-scope queries (if the data has them).
+        backbone: Which encoder (and so which tokenizer) to use.
+        max_length: Truncation length in tokens.
+        vocab_size: Vocabulary size of a ``scratch`` tokenizer.
+        bucket_factor: Batches per length-sorting bucket.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data/nlp",
+        train_file: str | None = None,
+        val_file: str | None = None,
+        test_file: str | None = None,
+        file: str | None = None,
+        predict_file: str | None = None,
+        split: tuple[float, float, float] = (0.8, 0.1, 0.1),
+        text_column: str = "text",
+        label_column: str = "label",
+        oos_label: str = OOS_LABEL,
+        backbone: str = AUTO,
+        max_length: int = 64,
+        vocab_size: int = 8000,
+        bucket_factor: int = 50,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        persistent_workers: bool = True,
+        pin_memory: bool | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            batch_size=batch_size,
+            num_workers=num_workers,
+            persistent_workers=persistent_workers,
+            pin_memory=pin_memory,
+            seed=seed,
+        )
+        if file is not None and train_file is not None:
+            raise ConfigError("set either data.file (split by data.split) or data.train_file, not both")
+        if max_length < 3:
+            raise ConfigError(f"data.max_length must be >= 3, got {max_length}")
+        self.data_dir = data_dir
+        self.train_file, self.val_file, self.test_file, self.file = train_file, val_file, test_file, file
+        self.predict_file = predict_file
+        self.split = tuple(split)
+        self.text_column, self.label_column, self.oos_label = text_column, label_column, oos_label
+        self.requested_backbone = backbone
+        self.max_length = max_length
+        self.scratch_vocab_size = vocab_size
+        self.bucket_factor = bucket_factor
+        self.datasets: dict[str, IntentDataset] = {}
+
+    # -- default data ---------------------------------------------------------------------------------
+    def uses_default_data(self) -> bool:
+        return self.train_file is None and self.file is None
+
+    def build_default_data(self) -> None:
+        build_once(Path(self.data_dir), build_default_dataset, version=DATASET_VERSION)
+
+    # -- records, labels, tokenizer (computed lazily so CLI links can read them at instantiation) -------
+    def _resolve(self, name: str | None) -> Path | None:
+        """A configured path; a relative one missing from the working directory is looked up in data_dir."""
+        if name is None:
+            return None
+        path = Path(name)
+        if path.is_absolute() or path.exists():
+            return path
+        root = Path(self.data_dir).resolve()
+        candidate = (root / path).resolve()
+        if not candidate.is_relative_to(root):
+            raise DataError(f"path escapes the data folder {root}", path=name)
+        return candidate
+
+    def _read(self, name: str | Path | None) -> list[Record] | None:
+        path = self._resolve(None if name is None else str(name))
+        return None if path is None else read_records(path, self.text_column, self.label_column)
+
+    @cached_property
+    def records(self) -> dict[str, list[Record]]:
+        """Records of ``train``, ``validation`` and ``test`` (validation/test may reuse held-out data)."""
+        if self.uses_default_data():
+            self.prepare_data()
+            root = Path(self.data_dir)
+            train, val, test = (self._read(root / f"{s}.jsonl") for s in ("train", "validation", "test"))
+        elif self.file is not None:
+            everything = self._read(self.file) or []
+            train, val, test = seeded_split(everything, self.split, self.seed)
+            if not train or not val:
+                raise DataError(
+                    f"split {list(self.split)} leaves an empty train or validation part", path=self.file
+                )
+        else:
+            train, val, test = (
+                self._read(self.train_file),
+                self._read(self.val_file),
+                self._read(self.test_file),
+            )
+            if val is None:
+                train, val = seeded_split(train or [], (1 - self.split[1], self.split[1]), self.seed)
+        if not test:
+            test = val
+        return {"train": train or [], "validation": val or [], "test": test or []}
+
+    @cached_property
+    def labels(self) -> list[str]:
+        """Sorted label set of the training data (of the whole file when one file is split)."""
+        source = self._read(self.file) if self.file is not None else self.records["train"]
+        labels = sorted({r.label for r in source or []})
+        if len(labels) < 2:
+            where = self.file or self.train_file or self.data_dir
+            raise DataError(
+                f"training data needs at least 2 labels, found {labels}", path=where, key=self.label_column
+            )
+        return labels
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    @cached_property
+    def backbone(self) -> str:
+        """The backbone actually used (``auto`` resolved)."""
+        return resolve_backbone(self.requested_backbone)
+
+    @cached_property
+    def tokenizer_json(self) -> str:
+        """The serialised tokenizer: the backbone's own, or a WordPiece built on the training texts."""
+        if self.backbone == SCRATCH:
+            texts = [r.text for r in self.records["train"]]
+            return train_wordpiece(texts, vocab_size=self.scratch_vocab_size).to_str()
+        return load_pretrained_tokenizer(self.backbone).to_str()
+
+    @cached_property
+    def encoder(self) -> TextEncoder:
+        return TextEncoder(self.tokenizer_json, self.max_length)
+
+    @property
+    def vocab_size(self) -> int:
+        """Size of the tokenizer's vocabulary (the model's embedding rows)."""
+        return self.encoder.tokenizer.get_vocab_size(with_added_tokens=True)
+
+    # -- Lightning hooks ----------------------------------------------------------------------------
+    def _dataset(self, split: str) -> IntentDataset:
+        index = {label: i for i, label in enumerate(self.labels)}
+        records = self.records[split]
+        for r in records:
+            if r.label not in index:
+                raise DataError(
+                    f"label {r.label!r} does not occur in the training data (labels: {self.labels})",
+                    path=r.path,
+                    line=r.line,
+                    key=self.label_column,
+                )
+        ids = self.encoder.encode([r.text for r in records])
+        return IntentDataset(ids, [index[r.label] for r in records])
+
+    def setup(self, stage: str | None = None) -> None:
+        splits = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",)}.get(
+            stage or "", ()
+        )
+        if stage is None:
+            splits = ("train", "validation", "test")
+        for split in splits:
+            if split not in self.datasets:
+                self.datasets[split] = self._dataset(split)
+        if stage == "predict":
+            if self.predict_file is None:
+                raise ConfigError("predict needs data.predict_file (text lines or JSONL)")
+            path = self._resolve(self.predict_file)
+            texts = read_texts(path, self.text_column)  # type: ignore[arg-type]
+            self.predict_texts = texts
+            self.datasets["predict"] = IntentDataset(self.encoder.encode(texts), [-1] * len(texts))
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader[Any]:
+        dataset = self.datasets[split]
+        sampler = BucketSampler(
+            [len(x) for x in dataset.ids],
+            self.batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            bucket_factor=self.bucket_factor,
+        )
+        return self.loader(dataset, sampler=sampler, collate_fn=PadCollate(self.encoder.pad_id))
+
+    def train_dataloader(self) -> DataLoader[Any]:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader[Any]:
+        return self._loader("validation", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader[Any]:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader[Any]:
+        # keep file order so predictions line up with the input lines
+        return self.loader(self.datasets["predict"], collate_fn=PadCollate(self.encoder.pad_id))
