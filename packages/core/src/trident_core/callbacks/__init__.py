@@ -1,0 +1,7 @@
+"""Trident callbacks, one public class per file."""
+
+from trident_core.callbacks.export_on_fit_end import ExportOnFitEnd
+from trident_core.callbacks.non_finite_guard import NonFiniteGuard
+from trident_core.callbacks.throughput import Throughput
+
+__all__ = ["ExportOnFitEnd", "NonFiniteGuard", "Throughput"]

@@ -1,0 +1,59 @@
+"""Export the best checkpoint's weights as an artifact when ``fit`` ends."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import WandbLogger
+
+from trident_core.export import ExportResult, export_artifact, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+class ExportOnFitEnd(Callback):
+    """At the end of ``fit``, write the artifact of the best checkpoint (or of the final weights).
+
+    The live module's weights are restored afterwards, so a following ``trainer.test`` is unaffected.
+    On W&B the artifact folder is logged as a ``model`` artifact.
+
+    Args:
+        output: Artifact folder; default ``<trainer.default_root_dir>/artifact``.
+        use_best: Export the best checkpoint of the ModelCheckpoint callback when there is one.
+        domain: Domain name written into the metadata.
+    """
+
+    def __init__(self, output: str | None = None, use_best: bool = True, domain: str = "") -> None:
+        self.output = output
+        self.use_best = use_best
+        self.domain = domain
+        self.result: ExportResult | None = None
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.is_global_zero or trainer.interrupted:
+            return
+        output = Path(self.output or Path(trainer.default_root_dir) / "artifact")
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") if self.use_best else ""
+        current = None
+        if best and Path(best).is_file():
+            current = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+            pl_module.load_state_dict(load_checkpoint(best)["state_dict"])
+        was_training = pl_module.training
+        try:
+            self.result = export_artifact(pl_module.export_spec(), output, metrics=metrics, domain=self.domain)
+        finally:
+            if current is not None:
+                pl_module.load_state_dict(current)
+            pl_module.train(was_training)
+        log.info("artifact written to %s", output)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                import wandb
+
+                artifact = wandb.Artifact(f"{self.domain or 'trident'}-artifact-{logger.version}", type="model")
+                artifact.add_dir(str(output))
+                logger.experiment.log_artifact(artifact)

@@ -1,0 +1,1 @@
+"""Trainer presets shipped with the core (``--preset NAME``)."""

@@ -1,0 +1,203 @@
+"""DataModule helpers shared by every domain: loader settings, seeded splits, build-once datasets, bucketing."""
+
+from __future__ import annotations
+
+import fcntl
+import math
+import os
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from trident_core.errors import ConfigError
+
+T = TypeVar("T")
+_MARKER = ".trident-complete"
+
+
+class TridentDataModule(LightningDataModule):
+    """Base DataModule: one place for loader settings and for building an embedded default dataset.
+
+    Subclasses implement ``setup`` and the ``*_dataloader`` methods with :meth:`loader`, and override
+    :meth:`uses_default_data` / :meth:`build_default_data` when they ship a default dataset.
+
+    Args:
+        batch_size: Samples per batch (per device).
+        num_workers: DataLoader worker processes; 0 loads in the main process.
+        persistent_workers: Keep workers alive between epochs (only used when ``num_workers > 0``).
+        pin_memory: Pin host memory; ``None`` pins exactly when CUDA is available.
+        seed: Seed of splits and of the shuffling generator.
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        persistent_workers: bool = True,
+        pin_memory: bool | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
+        if num_workers < 0:
+            raise ConfigError(f"data.num_workers must be >= 0, got {num_workers}")
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.persistent_workers = persistent_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.seed = seed
+
+    def uses_default_data(self) -> bool:
+        """True when no user files are configured and the embedded default dataset is used."""
+        return False
+
+    def build_default_data(self) -> None:
+        """Write the embedded default dataset (idempotently, e.g. through :func:`build_once`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no embedded default dataset")
+
+    def prepare_data(self) -> None:
+        """Build the embedded default dataset once; Lightning calls this on one process per node only."""
+        if self.uses_default_data():
+            self.build_default_data()
+
+    def loader(
+        self,
+        dataset: Dataset[Any],
+        *,
+        shuffle: bool = False,
+        batch_size: int | None = None,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        sampler: Sampler[int] | None = None,
+        drop_last: bool = False,
+    ) -> DataLoader[Any]:
+        """A DataLoader with this module's loader settings and a seeded shuffling generator."""
+        workers = self.num_workers
+        generator = torch.Generator().manual_seed(self.seed) if shuffle and sampler is None else None
+        return DataLoader(
+            dataset,
+            batch_size=batch_size or self.batch_size,
+            shuffle=shuffle if sampler is None else False,
+            sampler=sampler,
+            collate_fn=collate_fn,
+            num_workers=workers,
+            persistent_workers=self.persistent_workers and workers > 0,
+            pin_memory=self.pin_memory,
+            drop_last=drop_last,
+            generator=generator,
+        )
+
+
+def seeded_split(items: Sequence[T], fractions: Sequence[float], seed: int) -> list[list[T]]:
+    """Split ``items`` into parts of the given fractions, the same for the same seed on every machine.
+
+    The last part takes the remainder, so no item is lost.
+
+    Raises:
+        ConfigError: if a fraction is negative or they add up to more than 1.
+    """
+    if any(f < 0 for f in fractions) or sum(fractions) > 1 + 1e-9:
+        raise ConfigError(f"split fractions must be >= 0 and add up to at most 1, got {list(fractions)}")
+    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()
+    parts: list[list[T]] = []
+    start = 0
+    for i, fraction in enumerate(fractions):
+        end = len(items) if i == len(fractions) - 1 else start + round(fraction * len(items))
+        parts.append([items[j] for j in order[start:end]])
+        start = end
+    return parts
+
+
+def build_once(target_dir: str | Path, builder: Callable[[Path], None], *, version: str = "1") -> Path:
+    """Build a dataset folder exactly once, atomically, even when several processes race for it.
+
+    ``builder`` writes into a temporary sibling folder that is renamed to ``target_dir`` only when it
+    finished, so an interrupted build never leaves a half-written dataset behind. A marker file records
+    ``version``; a folder built by another version is rebuilt.
+    """
+    target = Path(target_dir)
+    marker = target / _MARKER
+    if marker.exists() and marker.read_text().strip() == version:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = target.parent / f".{target.name}.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists() and marker.read_text().strip() == version:
+            return target
+        tmp = target.parent / f".{target.name}.building-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            builder(tmp)
+            (tmp / _MARKER).write_text(version)
+            if target.exists():
+                shutil.rmtree(target)
+            tmp.rename(target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+class BucketSampler(Sampler[int]):
+    """Orders samples so that each batch holds samples of similar length (for dynamic padding).
+
+    Samples are shuffled, cut into buckets of ``batch_size * bucket_factor``, sorted by length inside a
+    bucket, grouped into batches, and the batches are shuffled. Use it with ``DataLoader(batch_size=...)``.
+    Under DDP, Lightning wraps it in a ``DistributedSamplerWrapper`` that deals indices to ranks round-robin;
+    the sampler therefore groups ``batch_size * world_size`` indices per global batch, so every rank's batch
+    still holds similar lengths and ranks see disjoint shards.
+
+    Args:
+        lengths: Length of every sample (tokens, frames).
+        batch_size: Per-device batch size.
+        shuffle: Shuffle buckets and batches (each epoch differently, the same on every rank).
+        seed: Base seed.
+        bucket_factor: Batches per bucket; larger sorts more globally.
+    """
+
+    def __init__(
+        self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0, bucket_factor: int = 50
+    ) -> None:
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.bucket_factor = bucket_factor
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration use the order of ``epoch``."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Iterator[int]:
+        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        group = self.batch_size * world
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        n = len(self.lengths)
+        order = torch.randperm(n, generator=g).tolist() if self.shuffle else list(range(n))
+        chunk = group * max(1, self.bucket_factor)
+        batches: list[list[int]] = []
+        for start in range(0, n, chunk):
+            bucket = sorted(order[start : start + chunk], key=self.lengths.__getitem__)
+            batches.extend(bucket[i : i + group] for i in range(0, len(bucket), group))
+        if self.shuffle:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+        if self.shuffle:
+            # advance so a sampler that is iterated again without set_epoch (the DDP wrapper) gets a new order
+            self.epoch += 1
+        for batch in batches:
+            yield from batch
+
+    @property
+    def num_batches(self) -> int:
+        """Batches per epoch on one device."""
+        return math.ceil(len(self.lengths) / self.batch_size)

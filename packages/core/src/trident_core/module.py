@@ -1,0 +1,116 @@
+"""``TaskModule``: the one LightningModule base every domain (and every library user) builds on."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from lightning.pytorch.loggers import WandbLogger
+from torch import nn
+from torchmetrics import MetricCollection
+
+from trident_core.schedule import warmup_cosine
+
+if TYPE_CHECKING:
+    from trident_core.export import ExportSpec
+
+# LightningCLI's own callable types: jsonargparse turns `class_path` + `init_args` configs into these.
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+
+_INJECTED = ["net", "optimizer", "scheduler"]
+
+
+class TaskModule(LightningModule):
+    """A training system around a plain ``nn.Module`` (dependency injection, Lightning style).
+
+    Subclasses add the loss, the steps and the metrics; this base owns the optimizer and schedule,
+    per-stage metric clones, checkpoint extras and the export hook.
+
+    Args:
+        net: The model. A plain ``nn.Module`` that never imports Lightning.
+        optimizer: Callable that builds the optimizer from parameter groups (LightningCLI
+            ``OptimizerCallable``). Default: ``AdamW(lr=1e-3, weight_decay=0.01)``.
+        scheduler: Callable that builds a per-step LR scheduler from the optimizer. Default: linear warmup
+            over ``warmup_ratio`` of the training steps, then cosine decay to zero.
+        warmup_ratio: Fraction of all training steps used for warmup by the default scheduler.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerCallable | None = None,
+        scheduler: LRSchedulerCallable | None = None,
+        warmup_ratio: float = 0.06,
+    ) -> None:
+        super().__init__()
+        # Built by LightningCLI, the hyperparameters are the config (class_path + values), so the
+        # checkpoint can rebuild everything with weights_only loading. Built in Python, the injected
+        # objects are not plain values and are left out.
+        given = _given_hyperparameters.get()
+        self.save_hyperparameters(ignore=None if given is not None else _INJECTED)
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.warmup_ratio = warmup_ratio
+        self.train_metrics: MetricCollection | None = None
+        self.val_metrics: MetricCollection | None = None
+        self.test_metrics: MetricCollection | None = None
+
+    def save_hyperparameters(self, *args: Any, ignore: Any = None, frame: Any = None, logger: bool = True) -> None:
+        """Lightning's ``save_hyperparameters``, except that under LightningCLI the injected net, optimizer and
+        scheduler configs are always kept: they are what rebuilds the module from a checkpoint."""
+        if _given_hyperparameters.get() is not None and ignore is not None:
+            names = [ignore] if isinstance(ignore, str) else list(ignore)
+            ignore = [n for n in names if n not in _INJECTED]
+        if frame is None:
+            frame = inspect.currentframe().f_back  # type: ignore[union-attr]
+        super().save_hyperparameters(*args, ignore=ignore, frame=frame, logger=logger)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Inference: delegates to the wrapped network."""
+        return self.net(*args, **kwargs)
+
+    def configure_optimizers(self) -> Any:
+        """Optimizer over :meth:`param_groups` and a scheduler stepped every optimizer step."""
+        groups = self.param_groups()
+        if self.optimizer_factory is not None:
+            optimizer = self.optimizer_factory(groups)
+        else:
+            optimizer = torch.optim.AdamW(groups, lr=1e-3, weight_decay=0.01)
+        if self.scheduler_factory is not None:
+            scheduler = self.scheduler_factory(optimizer)
+        else:
+            total = self.trainer.estimated_stepping_batches
+            total = 1000 if not math.isfinite(total) else int(total)
+            scheduler = warmup_cosine(optimizer, total, int(total * self.warmup_ratio))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Parameter groups for the optimizer; override for layer-wise or head/encoder learning rates."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def set_metrics(self, metrics: MetricCollection) -> None:
+        """Register per-stage clones of ``metrics`` named ``train/...``, ``val/...`` and ``test/...``."""
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+
+    def export_spec(self) -> ExportSpec:
+        """What to export and how to check it; every domain implements this."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement export_spec()")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the W&B run id and the latest metrics so resumes continue the run and exports know them."""
+        extra: dict[str, Any] = {"wandb_run_id": None, "metrics": {}}
+        if self._trainer is not None:
+            for logger in self.trainer.loggers:
+                if isinstance(logger, WandbLogger):
+                    extra["wandb_run_id"] = logger.version
+            extra["metrics"] = {
+                k: float(v) for k, v in self.trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1
+            }
+        checkpoint["trident"] = extra

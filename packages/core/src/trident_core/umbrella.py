@@ -1,0 +1,55 @@
+"""The ``trident`` command: lists installed domains, forwards to them, and runs the demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from trident_core.domain import installed_domains
+
+
+def _parser(domains: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trident",
+        description="Trident: one Lightning core, many domains. `trident <domain> fit|validate|test|predict|"
+        "export|infer ...` runs a domain's CLI (same as `trident-<domain> ...`).",
+        epilog=f"installed domains: {', '.join(domains) or 'none'}",
+    )
+    sub = parser.add_subparsers(dest="command")
+    demo = sub.add_parser("demo", help="run every installed domain end to end on its embedded data")
+    demo.add_argument("--domain", nargs="+", choices=domains, help="only these domains (default: all installed)")
+    demo.add_argument("--output", default="runs/demo", help="folder for data, runs and artifacts")
+    sub.add_parser("domains", help="list installed domains")
+    for name in domains:
+        sub.add_parser(name, help=f"the {name} domain's CLI (`trident {name} --help`)", add_help=False)
+    return parser
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of ``trident``."""
+    argv = list(sys.argv[1:] if args is None else args)
+    domains = installed_domains()
+    if argv and argv[0] in domains:
+        from trident_core.cli import run_domain
+
+        run_domain(domains[argv[0]], argv[1:])
+        return
+    ns = _parser(sorted(domains)).parse_args(argv)
+    if ns.command == "domains":
+        for name, spec in domains.items():
+            print(f"{name}\t{spec.description}")
+    elif ns.command == "demo":
+        from trident_core.demo import print_summary, run_domain_demo
+
+        chosen = ns.domain or sorted(domains)
+        if not chosen:
+            print("no Trident domain is installed; install trident-nlp, trident-vision or trident-audio")
+            raise SystemExit(1)
+        print(f"trident demo: domains installed: {', '.join(sorted(domains))}; running: {', '.join(chosen)}")
+        rows = [run_domain_demo(domains[name], Path(ns.output)) for name in chosen]
+        print_summary(rows)
+        if any(row.error for row in rows):
+            raise SystemExit(1)
+    else:
+        _parser(sorted(domains)).print_help()

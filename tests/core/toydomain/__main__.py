@@ -1,0 +1,3 @@
+from toydomain import main
+
+main()
