@@ -1,1 +1,1 @@
-"""Trident nlp."""
+"""Trident nlp: intent classification with out-of-scope detection."""

@@ -45,13 +45,9 @@ def _check_text(value: Any, path: Path, line: int, key: str) -> str:
     if not isinstance(value, str):
         raise DataError(f"text must be a string, got {type(value).__name__}", path=path, line=line, key=key)
     if not value.strip():
-        raise DataError(
-            "text is empty; remove the line or fill in the utterance", path=path, line=line, key=key
-        )
+        raise DataError("text is empty; remove the line or fill in the utterance", path=path, line=line, key=key)
     if len(value) > MAX_TEXT_CHARS:
-        raise DataError(
-            f"text has {len(value)} characters (limit {MAX_TEXT_CHARS})", path=path, line=line, key=key
-        )
+        raise DataError(f"text has {len(value)} characters (limit {MAX_TEXT_CHARS})", path=path, line=line, key=key)
     return value
 
 
@@ -95,9 +91,7 @@ def _jsonl_rows(path: Path, columns: Sequence[str]) -> list[tuple[int, dict[str,
             raise DataError(f"expected a JSON object, got {type(row).__name__}", path=path, line=number)
         for column in columns:
             if column not in row:
-                raise DataError(
-                    f"missing key (keys present: {sorted(row)})", path=path, line=number, key=column
-                )
+                raise DataError(f"missing key (keys present: {sorted(row)})", path=path, line=number, key=column)
         rows.append((number, row))
     return rows
 
@@ -171,9 +165,7 @@ def read_texts(path: str | Path, text_column: str = "text") -> list[str]:
             except ValueError as err:
                 raise DataError(f"not valid JSON ({err})", path=path, line=number) from err
             if not isinstance(row, dict) or text_column not in row:
-                raise DataError(
-                    "expected a JSON object with the text key", path=path, line=number, key=text_column
-                )
+                raise DataError("expected a JSON object with the text key", path=path, line=number, key=text_column)
             texts.append(_check_text(row[text_column], path, number, text_column))
         else:
             texts.append(_check_text(line, path, number, text_column))
@@ -317,9 +309,7 @@ class IntentDataModule(TridentDataModule):
             everything = self._read(self.file) or []
             train, val, test = seeded_split(everything, self.split, self.seed)
             if not train or not val:
-                raise DataError(
-                    f"split {list(self.split)} leaves an empty train or validation part", path=self.file
-                )
+                raise DataError(f"split {list(self.split)} leaves an empty train or validation part", path=self.file)
         else:
             train, val, test = (
                 self._read(self.train_file),
@@ -339,9 +329,7 @@ class IntentDataModule(TridentDataModule):
         labels = sorted({r.label for r in source or []})
         if len(labels) < 2:
             where = self.file or self.train_file or self.data_dir
-            raise DataError(
-                f"training data needs at least 2 labels, found {labels}", path=where, key=self.label_column
-            )
+            raise DataError(f"training data needs at least 2 labels, found {labels}", path=where, key=self.label_column)
         return labels
 
     @property
@@ -386,9 +374,7 @@ class IntentDataModule(TridentDataModule):
         return IntentDataset(ids, [index[r.label] for r in records])
 
     def setup(self, stage: str | None = None) -> None:
-        splits = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",)}.get(
-            stage or "", ()
-        )
+        splits = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",)}.get(stage or "", ())
         if stage is None:
             splits = ("train", "validation", "test")
         for split in splits:

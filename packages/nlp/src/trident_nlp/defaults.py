@@ -660,9 +660,7 @@ _SUFFIXES = [
 ]
 
 
-def _fill(
-    template: str, slots: dict[str, tuple[list[str], list[str]]], held_out: bool, rng: random.Random
-) -> str:
+def _fill(template: str, slots: dict[str, tuple[list[str], list[str]]], held_out: bool, rng: random.Random) -> str:
     def value(match: re.Match[str]) -> str:
         seen, unseen = slots[match.group(1)]
         pool = unseen + seen[:3] if held_out else seen
@@ -684,9 +682,7 @@ def _generate(
     for _ in range(count * 200):
         if len(out) == count:
             break
-        text = (
-            rng.choice(_PREFIXES) + _fill(rng.choice(templates), slots, held_out, rng) + rng.choice(_SUFFIXES)
-        )
+        text = rng.choice(_PREFIXES) + _fill(rng.choice(templates), slots, held_out, rng) + rng.choice(_SUFFIXES)
         if text not in seen:
             seen.add(text)
             out.append(text)
@@ -727,9 +723,7 @@ def build_default_dataset(target: Path) -> None:
 def demo_inputs(data_dir: Path) -> str:
     """A text file of a few test utterances of the built default dataset (the ``--input`` of the demo)."""
     data_dir = Path(data_dir)
-    lines = [
-        json.loads(line)["text"] for line in (data_dir / "test.jsonl").read_text("utf-8").splitlines()[:20]
-    ]
+    lines = [json.loads(line)["text"] for line in (data_dir / "test.jsonl").read_text("utf-8").splitlines()[:20]]
     path = data_dir / "demo_inputs.txt"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return str(path)

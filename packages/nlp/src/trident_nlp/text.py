@@ -91,14 +91,10 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int = 4000, min_frequency:
             pieces[word[:i]] += count
             pieces["##" + word[-i:]] += count
     ranked_words = sorted((w for w, c in words.items() if c >= min_frequency), key=lambda w: (-words[w], w))
-    ranked_pieces = sorted(
-        (p for p, c in pieces.items() if c >= min_frequency), key=lambda p: (-pieces[p], p)
-    )
+    ranked_pieces = sorted((p for p, c in pieces.items() if c >= min_frequency), key=lambda p: (-pieces[p], p))
     vocab: dict[str, int] = {}
     for token in [*SPECIAL_TOKENS, *alphabet, *(f"##{ch}" for ch in alphabet), *ranked_words, *ranked_pieces]:
-        if token not in vocab and (
-            len(vocab) < vocab_size or len(vocab) < len(SPECIAL_TOKENS) + 2 * len(alphabet)
-        ):
+        if token not in vocab and (len(vocab) < vocab_size or len(vocab) < len(SPECIAL_TOKENS) + 2 * len(alphabet)):
             vocab[token] = len(vocab)
     tokenizer.model = WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100)
     tokenizer.post_processor = processors.TemplateProcessing(

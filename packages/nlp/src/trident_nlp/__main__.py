@@ -1,0 +1,4 @@
+from trident_nlp.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""The per-intent test report and the confusion-matrix plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def per_intent_report(preds: Any, targets: Any, labels: list[str]) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support of every intent."""
+    preds, targets = np.asarray(preds), np.asarray(targets)
+    report = {}
+    for i, label in enumerate(labels):
+        tp = int(((preds == i) & (targets == i)).sum())
+        predicted, support = int((preds == i).sum()), int((targets == i).sum())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        report[label] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
+    return report
+
+
+def confusion(preds: Any, targets: Any, n: int) -> np.ndarray:
+    """``matrix[true, predicted]`` counts."""
+    matrix = np.zeros((n, n), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(targets), np.asarray(preds)), 1)
+    return matrix
+
+
+def plot_confusion(matrix: np.ndarray, labels: list[str], path: Path) -> Path:
+    """Save a row-normalised confusion matrix as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = matrix.sum(1, keepdims=True).clip(min=1)
+    size = max(6.0, 0.35 * len(labels))
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix / rows, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_test_report(preds: Any, targets: Any, labels: list[str], folder: Path) -> tuple[str, Path | None]:
+    """Write ``test_report.json`` and ``confusion_matrix.png`` into ``folder``; returns a text table."""
+    folder.mkdir(parents=True, exist_ok=True)
+    report = per_intent_report(preds, targets, labels)
+    matrix = confusion(preds, targets, len(labels))
+    (folder / "test_report.json").write_text(
+        json.dumps({"per_intent": report, "confusion_matrix": matrix.tolist(), "labels": labels}, indent=2)
+    )
+    width = max(len(label) for label in labels)
+    lines = [f"{'intent':<{width}}  precision  recall     f1  support"]
+    lines += [
+        f"{label:<{width}}  {r['precision']:9.3f}  {r['recall']:6.3f}  {r['f1']:5.3f}  {r['support']:7d}"
+        for label, r in report.items()
+    ]
+    try:
+        image = plot_confusion(matrix, labels, folder / "confusion_matrix.png")
+    except ImportError:
+        image = None
+    return "\n".join(lines), image
