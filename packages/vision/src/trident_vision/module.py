@@ -1,0 +1,221 @@
+"""``SegmentationModule``: DiceCE training, sliding-window evaluation, Dice and HD95 with MONAI."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from torch import nn
+from torchmetrics import Metric
+from trident_core.errors import ConfigError
+from trident_core.module import LRSchedulerCallable, OptimizerCallable, TaskModule
+
+from trident_vision.model import net_divisor, out_channels
+from trident_vision.overlay import overlay_png
+from trident_vision.transforms import make_preprocessing
+
+BLEND_MODES = ("gaussian", "constant")
+
+
+class ClassMean(Metric):
+    """Per-class mean of per-case values, skipping NaN/inf (empty classes); summed across DDP ranks."""
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.add_state("total", default=torch.zeros(num_classes, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.zeros(num_classes, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, values: torch.Tensor) -> None:
+        values = values.detach().to(torch.float64).reshape(-1, self.total.numel())
+        valid = torch.isfinite(values)
+        self.total += torch.where(valid, values, torch.zeros_like(values)).sum(0)
+        self.count += valid.sum(0)
+
+    def compute(self) -> torch.Tensor:
+        return self.total / self.count  # NaN for classes never seen
+
+
+class SegmentationModule(TaskModule):
+    """Trains a 3D segmentation network with Dice+CE loss and sliding-window evaluation.
+
+    Args:
+        net: A MONAI 3D network (``UNet`` by default) with ``num_classes`` output channels.
+        num_classes: Classes including background (linked from the data).
+        class_names: One name per class (linked from the data); used in metric names and the artifact.
+        in_channels: Image channels (linked from the data).
+        preprocessing: Spacing, orientation, intensity parameters (linked from the data; kept for export).
+        roi_size: Sliding-window size (linked from the data's patch size); a multiple of the network stride.
+        sw_batch_size: Windows per forward pass in sliding-window inference.
+        overlap: Fraction of overlap between windows.
+        blend_mode: ``gaussian`` or ``constant`` weighting of overlapping windows.
+        lambda_dice: Weight of the Dice term.
+        lambda_ce: Weight of the cross-entropy term.
+        overlays: Save a PNG of overlay slices at each validation end and at test end (and log it to W&B).
+        optimizer: Optimizer factory (default AdamW).
+        scheduler: LR scheduler factory (default warmup + cosine).
+        warmup_ratio: Warmup share of the default scheduler.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        num_classes: int = 3,
+        class_names: list[str] | None = None,
+        in_channels: int = 1,
+        preprocessing: dict[str, Any] | None = None,
+        roi_size: tuple[int, int, int] = (48, 48, 48),
+        sw_batch_size: int = 4,
+        overlap: float = 0.25,
+        blend_mode: str = "gaussian",
+        lambda_dice: float = 1.0,
+        lambda_ce: float = 1.0,
+        overlays: bool = True,
+        optimizer: OptimizerCallable | None = None,
+        scheduler: LRSchedulerCallable | None = None,
+        warmup_ratio: float = 0.06,
+    ) -> None:
+        super().__init__(net, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio)
+        from monai.losses import DiceCELoss
+
+        if num_classes < 2:
+            raise ConfigError(f"model.num_classes must be >= 2 (background + classes), got {num_classes}")
+        produced = out_channels(net)
+        if produced is not None and produced != num_classes:
+            raise ConfigError(f"model.net has {produced} output channels but the data has {num_classes} classes; "
+                              "set model.net.init_args.out_channels or let the CLI link it")
+        self.divisor = net_divisor(net)
+        bad = [r for r in roi_size if r % self.divisor]
+        if len(roi_size) != 3 or bad:
+            raise ConfigError(f"roi_size {list(roi_size)} (data.roi_size) must be three multiples of "
+                              f"{self.divisor}, the total stride of {type(net).__name__}; e.g. "
+                              f"{[max(self.divisor, r // self.divisor * self.divisor) for r in roi_size]}")
+        if blend_mode not in BLEND_MODES:
+            raise ConfigError(f"model.blend_mode must be one of {BLEND_MODES}, got {blend_mode!r}")
+        if not 0 <= overlap < 1:
+            raise ConfigError(f"model.overlap must be in [0, 1), got {overlap}")
+        self.num_classes = num_classes
+        self.class_names = list(class_names or [f"class_{i}" for i in range(num_classes)])
+        if len(self.class_names) != num_classes:
+            raise ConfigError(f"model.class_names has {len(self.class_names)} names for {num_classes} classes")
+        self.in_channels = in_channels
+        self.preprocessing = preprocessing or make_preprocessing()
+        self.roi_size = [int(r) for r in roi_size]
+        self.sw_batch_size, self.overlap, self.blend_mode = sw_batch_size, overlap, blend_mode
+        self.overlays = overlays
+        self.loss = DiceCELoss(to_onehot_y=True, softmax=True, lambda_dice=lambda_dice, lambda_ce=lambda_ce)
+        self.val_dice = ClassMean(num_classes - 1)
+        self.test_dice = ClassMean(num_classes - 1)
+        self.test_hd95 = ClassMean(num_classes - 1)
+        self._overlay_case: tuple[Any, ...] | None = None
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch["image"], batch["label"]
+        loss = self.loss(self.net(images), labels)
+        self.log("train/loss", loss, prog_bar=True, batch_size=images.shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "test")
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Class-index masks on the preprocessed grid (``infer`` maps them back to the input grid)."""
+        return self.sliding_window(batch["image"]).argmax(1).to(torch.uint8)
+
+    def sliding_window(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits of whole volumes by sliding-window inference (volumes smaller than the ROI are padded)."""
+        from monai.inferers import sliding_window_inference
+
+        return sliding_window_inference(images.as_tensor() if hasattr(images, "as_tensor") else images,
+                                        self.roi_size, self.sw_batch_size, self.net, overlap=self.overlap,
+                                        mode=self.blend_mode)
+
+    def _evaluate(self, batch: dict[str, torch.Tensor], batch_idx: int, stage: str) -> None:
+        from monai.metrics import compute_dice, compute_hausdorff_distance
+
+        images, labels = batch["image"], batch["label"]
+        labels = labels.as_tensor() if hasattr(labels, "as_tensor") else labels
+        logits = self.sliding_window(images)
+        self.log(f"{stage}/loss", self.loss(logits, labels), sync_dist=True, batch_size=images.shape[0])
+        pred = logits.argmax(1, keepdim=True)
+        pred_1h = _one_hot(pred, self.num_classes)
+        label_1h = _one_hot(labels.long(), self.num_classes)
+        dice = compute_dice(pred_1h, label_1h, include_background=False, ignore_empty=True)
+        (self.val_dice if stage == "val" else self.test_dice).update(dice)
+        if stage == "test":
+            hd = compute_hausdorff_distance(pred_1h, label_1h, include_background=False, percentile=95,
+                                            spacing=self.preprocessing["spacing"])
+            self.test_hd95.update(hd)
+        if batch_idx == 0 and self.overlays:
+            self._overlay_case = (images[0, 0].detach().cpu().numpy(), labels[0, 0].cpu().numpy(),
+                                  pred[0, 0].cpu().numpy())
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_classes("val", "dice", self.val_dice)
+        self._save_overlay(f"val_epoch{self.current_epoch:03d}", "val/overlay")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_classes("test", "dice", self.test_dice)
+        self._log_classes("test", "hd95", self.test_hd95, missing=math.inf)
+        self._save_overlay("test", "test/overlay")
+
+    def _log_classes(self, stage: str, name: str, metric: ClassMean, missing: float = 0.0) -> None:
+        per_class = metric.compute().float()
+        metric.reset()
+        seen = per_class[torch.isfinite(per_class)]
+        mean = seen.mean() if seen.numel() else torch.tensor(missing)
+        self.log(f"{stage}/{name}", mean, sync_dist=True)
+        for label, value in zip(self.class_names[1:], per_class, strict=True):
+            self.log(f"{stage}/{name}_{label}", value if torch.isfinite(value) else torch.tensor(missing),
+                     sync_dist=True)
+
+    def _save_overlay(self, file_stem: str, key: str) -> None:
+        case, self._overlay_case = self._overlay_case, None
+        if case is None or self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return
+        path = overlay_png(*case, Path(self.trainer.default_root_dir) / "overlays" / f"{file_stem}.png")
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key=key, images=[str(path)], caption=["image | label | prediction"])
+
+    def export_spec(self) -> Any:
+        """The network alone (logits on ``[B, C, D, H, W]`` with spatial sizes multiple of the stride),
+        plus everything ``infer`` needs to preprocess, window and label a volume."""
+        from trident_core.export import ExportSpec
+
+        net = copy.deepcopy(self.net).cpu().float().eval()
+        d, roi = self.divisor, self.roi_size
+        # batch 2 in both: torch.export specialises a dimension traced at size 1
+        gen = torch.Generator().manual_seed(0)
+        examples = [(torch.randn(2, self.in_channels, *roi, generator=gen),),
+                    (torch.randn(2, self.in_channels, roi[0] + d, roi[1], max(2 * d, roi[2] - d), generator=gen),)]
+        spatial = {0: "batch", 2: "depth", 3: "height", 4: "width"}
+        metadata = {
+            "task": "segmentation",
+            "num_classes": self.num_classes,
+            "class_names": self.class_names,
+            "in_channels": self.in_channels,
+            "preprocessing": self.preprocessing,
+            "roi_size": self.roi_size,
+            "sw_batch_size": self.sw_batch_size,
+            "overlap": self.overlap,
+            "blend_mode": self.blend_mode,
+            "divisor": d,
+            "network": type(self.net).__name__,
+        }
+        return ExportSpec(model=net, example_inputs=examples, input_names=["image"], output_names=["logits"],
+                          dynamic_axes={"image": spatial, "logits": spatial}, metadata=metadata, atol=1e-4)
+
+
+def _one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``[B, 1, ...]`` class indices -> ``[B, C, ...]`` one-hot (indices outside the classes stay all-zero)."""
+    index = labels.long().clamp(0, num_classes - 1)
+    return torch.zeros(labels.shape[0], num_classes, *labels.shape[2:], device=labels.device).scatter_(1, index, 1)

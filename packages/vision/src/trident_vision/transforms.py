@@ -1,0 +1,124 @@
+"""MONAI dictionary transforms shared by training, evaluation and artifact inference.
+
+The deterministic preprocessing is described by a plain dict (stored in the checkpoint and in the
+artifact's ``metadata.json``) so that ``infer`` rebuilds exactly the transforms the model was trained on:
+
+``{"orientation": "RAS", "spacing": [1.5, 1.5, 1.5], "intensity": {"mode": "percentile", "lower": 0.5,
+"upper": 99.5} | {"mode": "window", "a_min": -100, "a_max": 240}, "crop_foreground": true, "margin": 4}``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from trident_core.errors import ConfigError
+
+
+def make_preprocessing(
+    spacing: Sequence[float] = (1.5, 1.5, 1.5),
+    orientation: str = "RAS",
+    intensity_window: Sequence[float] | None = None,
+    percentiles: Sequence[float] = (0.5, 99.5),
+    crop_foreground: bool = True,
+    margin: int = 4,
+) -> dict[str, Any]:
+    """Validate preprocessing values and return them as the JSON-able dict the transforms are built from."""
+    if len(spacing) != 3 or any(float(s) <= 0 for s in spacing):
+        raise ConfigError(f"data.spacing must be three positive voxel sizes in mm, got {list(spacing)}")
+    if len(orientation) != 3 or not _valid_axcodes(orientation):
+        raise ConfigError(f"data.orientation must be three axis codes like 'RAS' or 'LPS', got {orientation!r}")
+    if intensity_window is not None:
+        if len(intensity_window) != 2 or float(intensity_window[0]) >= float(intensity_window[1]):
+            raise ConfigError(f"data.intensity_window must be [min, max] with min < max, got {intensity_window}")
+        intensity = {"mode": "window", "a_min": float(intensity_window[0]), "a_max": float(intensity_window[1])}
+    else:
+        lo, hi = (float(p) for p in percentiles)
+        if not 0 <= lo < hi <= 100:
+            raise ConfigError(f"data.percentiles must satisfy 0 <= lower < upper <= 100, got {list(percentiles)}")
+        intensity = {"mode": "percentile", "lower": lo, "upper": hi}
+    return {
+        "orientation": orientation.upper(),
+        "spacing": [float(s) for s in spacing],
+        "intensity": intensity,
+        "crop_foreground": bool(crop_foreground),
+        "margin": int(margin),
+    }
+
+
+def _valid_axcodes(codes: str) -> bool:
+    pairs = [set("LR"), set("AP"), set("SI")]
+    used = [next((i for i, p in enumerate(pairs) if c in p), -1) for c in codes.upper()]
+    return sorted(used) == [0, 1, 2]
+
+
+def preprocess_transforms(pre: dict[str, Any], keys: Sequence[str] = ("image", "label")) -> list[Any]:
+    """Deterministic, invertible preprocessing: load, channel-first, orientation, spacing, intensity, crop."""
+    from monai.transforms import (
+        CropForegroundd,
+        EnsureChannelFirstd,
+        EnsureTyped,
+        LoadImaged,
+        Orientationd,
+        ScaleIntensityRanged,
+        ScaleIntensityRangePercentilesd,
+        Spacingd,
+    )
+
+    keys = list(keys)
+    modes = ["bilinear" if k == "image" else "nearest" for k in keys]
+    ops: list[Any] = [
+        LoadImaged(keys, reader="NibabelReader", image_only=True),
+        EnsureChannelFirstd(keys),
+        EnsureTyped(keys, dtype="float32", track_meta=True),
+        Orientationd(keys, axcodes=pre["orientation"]),
+        Spacingd(keys, pixdim=pre["spacing"], mode=modes),
+    ]
+    intensity = pre["intensity"]
+    if intensity["mode"] == "window":
+        ops.append(ScaleIntensityRanged("image", a_min=intensity["a_min"], a_max=intensity["a_max"],
+                                        b_min=0.0, b_max=1.0, clip=True))
+    else:
+        ops.append(ScaleIntensityRangePercentilesd("image", lower=intensity["lower"], upper=intensity["upper"],
+                                                   b_min=0.0, b_max=1.0, clip=True, channel_wise=True))
+    if pre.get("crop_foreground", True):
+        ops.append(CropForegroundd(keys, source_key="image", margin=pre.get("margin", 4), allow_smaller=True))
+    return ops
+
+
+def train_transforms(
+    pre: dict[str, Any], roi_size: Sequence[int], num_samples: int, pos: float, neg: float, augment: bool
+) -> Any:
+    """Preprocessing, padding to the ROI, positive/negative patch sampling and random augmentation."""
+    from monai.transforms import (
+        Compose,
+        RandCropByPosNegLabeld,
+        RandFlipd,
+        RandRotate90d,
+        RandScaleIntensityd,
+        RandShiftIntensityd,
+        SpatialPadd,
+    )
+
+    keys = ["image", "label"]
+    ops = [*preprocess_transforms(pre, keys), SpatialPadd(keys, spatial_size=list(roi_size))]
+    # everything above is deterministic and cached; everything below runs every epoch
+    ops.append(RandCropByPosNegLabeld(keys, label_key="label", spatial_size=list(roi_size), pos=pos, neg=neg,
+                                      num_samples=num_samples, image_key="image", image_threshold=0.0))
+    if augment:
+        ops += [
+            RandFlipd(keys, prob=0.5, spatial_axis=0),
+            RandFlipd(keys, prob=0.5, spatial_axis=1),
+            RandFlipd(keys, prob=0.5, spatial_axis=2),
+            RandRotate90d(keys, prob=0.25, max_k=3, spatial_axes=(0, 1)),
+            RandScaleIntensityd("image", factors=0.1, prob=0.5),
+            RandShiftIntensityd("image", offsets=0.1, prob=0.5),
+        ]
+    return Compose(ops)
+
+
+def eval_transforms(pre: dict[str, Any], with_label: bool = True) -> Any:
+    """Deterministic preprocessing of whole volumes for validation, test and prediction."""
+    from monai.transforms import Compose
+
+    return Compose(preprocess_transforms(pre, ["image", "label"] if with_label else ["image"]))
