@@ -146,3 +146,21 @@ def main(args: list[str] | None = None) -> None:
     from trident_core.cli import run_domain
 
     run_domain(DOMAIN, args)
+
+
+class SaveRankWeights(__import__("lightning").pytorch.Callback):
+    """Test helper: every rank writes its final weights and the number of samples it trained on."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.seen: list[int] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.current_epoch == 0:
+            self.seen.extend(int(v) for v in (batch[0][:, 0] * 1e4).round().tolist())
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        Path(self.folder).mkdir(parents=True, exist_ok=True)
+        torch.save({"state": pl_module.net.state_dict(), "seen": self.seen,
+                    "val_loss": float(trainer.callback_metrics["val/loss"])},
+                   Path(self.folder) / f"rank{trainer.global_rank}.pt")
