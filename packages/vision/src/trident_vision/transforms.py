@@ -71,7 +71,7 @@ def preprocess_transforms(pre: dict[str, Any], keys: Sequence[str] = ("image", "
         LoadImaged(keys, reader="NibabelReader", image_only=True),
         EnsureChannelFirstd(keys),
         EnsureTyped(keys, dtype="float32", track_meta=True),
-        Orientationd(keys, axcodes=pre["orientation"]),
+        Orientationd(keys, axcodes=pre["orientation"], labels=(("L", "R"), ("P", "A"), ("I", "S"))),
         Spacingd(keys, pixdim=pre["spacing"], mode=modes),
     ]
     intensity = pre["intensity"]

@@ -1,0 +1,74 @@
+"""Reading datasets: Decathlon datalists, folders of pairs, the embedded phantoms."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from trident_core.errors import DataError
+from trident_vision.datalist import check_case, find_pairs, read_datalist
+from trident_vision.defaults import PHANTOM_LABELS, make_phantom
+from vision_fixtures import write_nifti
+
+
+def test_reads_decathlon_datalist_and_resolves_paths(phantoms: Path) -> None:
+    datalist = read_datalist(phantoms / "dataset.json")
+    assert datalist.labels == [PHANTOM_LABELS[str(i)] for i in range(3)]
+    assert (len(datalist.training), len(datalist.validation), len(datalist.test)) == (4, 1, 2)
+    for entry in datalist.training + datalist.test:
+        assert Path(entry["image"]).is_absolute() and Path(entry["image"]).is_file()
+        check_case(entry, datalist.num_classes)
+
+
+def test_decathlon_test_entries_may_be_bare_image_paths(phantoms: Path, tmp_path: Path) -> None:
+    raw = json.loads((phantoms / "dataset.json").read_text())
+    raw["test"] = [e["image"] for e in raw["test"]]
+    path = phantoms / "bare_test.json"
+    path.write_text(json.dumps(raw))
+    datalist = read_datalist(path)
+    assert all("label" not in e for e in datalist.test)
+
+
+def test_folder_of_pairs(tmp_path: Path) -> None:
+    for i in range(3):
+        image, label, affine = make_phantom(i)
+        write_nifti(tmp_path / f"case{i}_img.nii.gz", image, affine)
+        write_nifti(tmp_path / f"case{i}_seg.nii.gz", label, affine)
+    write_nifti(tmp_path / "orphan_img.nii.gz", np.zeros((4, 4, 4), np.float32))
+    pairs = find_pairs(tmp_path)
+    assert [Path(p["image"]).name for p in pairs] == [f"case{i}_img.nii.gz" for i in range(3)]
+    assert all(p["label"].endswith("_seg.nii.gz") for p in pairs)
+
+
+def test_phantoms_have_two_classes_anisotropic_voxels_and_varied_affines(phantoms: Path) -> None:
+    datalist = read_datalist(phantoms / "dataset.json")
+    shapes, affines = set(), []
+    for entry in datalist.training:
+        img, seg = nib.load(entry["image"]), nib.load(entry["label"])
+        zooms = sorted(img.header.get_zooms())
+        assert zooms[-1] / zooms[0] > 1.5  # anisotropic
+        assert set(np.unique(np.asarray(seg.dataobj)).tolist()) == {0, 1, 2}
+        shapes.add(img.shape)
+        affines.append(img.affine)
+    assert len(shapes) == len(datalist.training)
+    assert not np.allclose(affines[0][:3, :3], np.diag(np.diag(affines[0][:3, :3])))  # rotated: non-identity
+
+
+def test_train_validation_test_come_from_different_seeds(phantoms: Path) -> None:
+    datalist = read_datalist(phantoms / "dataset.json")
+    arrays = [np.asarray(nib.load(e["image"]).dataobj) for e in datalist.training + datalist.test]
+    for i, a in enumerate(arrays):
+        for b in arrays[i + 1:]:
+            assert a.shape != b.shape or not np.allclose(a, b)
+
+
+def test_missing_datalist_entry_names_the_key(phantoms: Path) -> None:
+    raw = json.loads((phantoms / "dataset.json").read_text())
+    raw["training"][1]["label"] = "./labelsTr/nope.nii.gz"
+    path = phantoms / "broken.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(DataError, match=r"broken\.json: \[training\[1\]\.label\] file not found"):
+        read_datalist(path)
