@@ -1,0 +1,56 @@
+"""Helpers shared by the nlp tests: tiny labelled files and a tiny IntentModule."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from trident_nlp.module import IntentModule
+from trident_nlp.text import train_wordpiece
+
+INTENT_TEXTS = {
+    "refund": ["i want my money back", "refund my order please", "give me a refund", "money back for the shoes"],
+    "track": ["where is my package", "track my order", "when will my parcel arrive", "status of my delivery"],
+    "password": ["i forgot my password", "reset my password", "cannot log in password", "new password please"],
+    "oos": ["what is the weather", "tell me a joke", "who won the game", "how tall is everest"],
+}
+
+
+def records(labels: list[str] | None = None) -> list[dict[str, str]]:
+    return [
+        {"text": text, "label": label}
+        for label, texts in INTENT_TEXTS.items()
+        if labels is None or label in labels
+        for text in texts
+    ]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def write_splits(folder: Path) -> dict[str, Path]:
+    """train/val/test JSONL files with the same four labels."""
+    rows = records()
+    return {
+        "train": write_jsonl(folder / "train.jsonl", rows),
+        "val": write_jsonl(folder / "val.jsonl", rows[::2]),
+        "test": write_jsonl(folder / "test.jsonl", rows[1::2]),
+    }
+
+
+def tiny_module(labels: list[str] | None = None, **kwargs) -> IntentModule:
+    labels = labels or sorted(INTENT_TEXTS)
+    tokenizer = train_wordpiece([r["text"] for r in records()], vocab_size=200)
+    return IntentModule(
+        labels=labels,
+        backbone="scratch",
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        max_length=32,
+        tokenizer_json=tokenizer.to_str(),
+        **kwargs,
+    )

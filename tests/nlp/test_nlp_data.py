@@ -1,0 +1,120 @@
+"""Readers, label sets, tokenizer, bucketing and the embedded default dataset."""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+import pytest
+from nlp_fixtures import INTENT_TEXTS, records, write_jsonl, write_splits
+from trident_core.errors import ConfigError, DataError
+from trident_nlp.data import IntentDataModule, read_records, read_texts
+from trident_nlp.defaults import INTENTS, OOS_LABEL, generate_default_dataset
+from trident_nlp.text import TextEncoder, train_wordpiece
+
+
+def _dm(tmp_path: Path, **kwargs) -> IntentDataModule:
+    defaults = {"data_dir": str(tmp_path / "default"), "backbone": "scratch", "batch_size": 4, "vocab_size": 300}
+    return IntentDataModule(**{**defaults, **kwargs})
+
+
+def test_jsonl_and_csv_readers_with_custom_columns(tmp_path: Path) -> None:
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text('{"utt": "hello there", "intent": "greet"}\n\n{"utt": "bye", "intent": 3}\n')
+    got = read_records(jsonl, text_column="utt", label_column="intent")
+    assert [(r.text, r.label, r.line) for r in got] == [("hello there", "greet", 1), ("bye", "3", 3)]
+    csv_path = tmp_path / "a.csv"
+    csv_path.write_text('utt,intent\n"hi, you",greet\nbye,leave\n')
+    got = read_records(csv_path, text_column="utt", label_column="intent")
+    assert [(r.text, r.label, r.line) for r in got] == [("hi, you", "greet", 2), ("bye", "leave", 3)]
+    tsv = tmp_path / "a.tsv"
+    tsv.write_text("text\tlabel\nhi\tgreet\n")
+    assert read_records(tsv)[0].label == "greet"
+
+
+def test_read_texts_plain_and_jsonl(tmp_path: Path) -> None:
+    plain = tmp_path / "in.txt"
+    plain.write_text("first line\n\nsecond line\n")
+    assert read_texts(plain) == ["first line", "second line"]
+    jsonl = write_jsonl(tmp_path / "in.jsonl", [{"text": "a b"}, {"text": "c", "label": "x"}])
+    assert read_texts(jsonl) == ["a b", "c"]
+
+
+def test_labels_come_from_training_data_and_unknown_label_is_an_error(tmp_path: Path) -> None:
+    files = write_splits(tmp_path)
+    dm = _dm(tmp_path, train_file=str(files["train"]), val_file=str(files["val"]), test_file=str(files["test"]))
+    assert dm.labels == sorted(INTENT_TEXTS)
+    dm.setup("fit")
+    bad = write_jsonl(tmp_path / "bad_val.jsonl", [*records(["refund"]), {"text": "hey", "label": "greeting"}])
+    dm = _dm(tmp_path, train_file=str(files["train"]), val_file=str(bad))
+    with pytest.raises(DataError, match=r"bad_val.jsonl:5: \[label\].*greeting"):
+        dm.setup("fit")
+
+
+def test_one_file_is_split_with_a_fixed_seed(tmp_path: Path) -> None:
+    rows = [{"text": f"utterance number {i}", "label": "ab"[i % 2]} for i in range(50)]
+    path = write_jsonl(tmp_path / "all.jsonl", rows)
+    a, b = _dm(tmp_path, file=str(path), seed=3), _dm(tmp_path, file=str(path), seed=3)
+    assert [r.text for r in a.records["validation"]] == [r.text for r in b.records["validation"]]
+    sizes = [len(a.records[s]) for s in ("train", "validation", "test")]
+    assert sizes == [40, 5, 5]
+    texts = [r.text for s in ("train", "validation", "test") for r in a.records[s]]
+    assert sorted(texts) == sorted(r["text"] for r in rows)
+    with pytest.raises(ConfigError):
+        _dm(tmp_path, file=str(path), train_file=str(path))
+
+
+def test_missing_val_file_holds_out_part_of_train(tmp_path: Path) -> None:
+    files = write_splits(tmp_path)
+    dm = _dm(tmp_path, train_file=str(files["train"]), split=(0.75, 0.25, 0.0))
+    assert len(dm.records["validation"]) == 4 and len(dm.records["train"]) == 12
+    assert dm.records["test"] == dm.records["validation"]
+
+
+def test_bucketed_batches_hold_similar_lengths_and_pad_dynamically(tmp_path: Path) -> None:
+    rows = [{"text": " ".join(["word"] * n), "label": "ab"[n % 2]} for n in range(1, 61)]
+    path = write_jsonl(tmp_path / "train.jsonl", rows)
+    dm = _dm(tmp_path, train_file=str(path), val_file=str(path), batch_size=6, bucket_factor=100, max_length=100)
+    dm.setup("fit")
+    widths, spreads = [], []
+    for batch in dm.train_dataloader():
+        lengths = batch["attention_mask"].sum(1)
+        widths.append(batch["input_ids"].shape[1])
+        spreads.append(int(lengths.max() - lengths.min()))
+        assert batch["input_ids"].shape[1] == int(lengths.max())  # padded to the batch's longest only
+    assert max(spreads) <= 6  # sorted inside the bucket: a batch spans neighbouring lengths
+    assert len(set(widths)) > 5
+
+
+def test_truncation_to_max_length(tmp_path: Path) -> None:
+    rows = [{"text": "long " * 200, "label": "a"}, {"text": "short", "label": "b"}]
+    path = write_jsonl(tmp_path / "train.jsonl", rows)
+    dm = _dm(tmp_path, train_file=str(path), val_file=str(path), max_length=16)
+    dm.setup("fit")
+    assert max(len(ids) for ids in dm.datasets["train"].ids) == 16
+
+
+def test_wordpiece_is_deterministic_and_never_unknown_on_seen_characters() -> None:
+    texts = [r["text"] for r in records()]
+    a, b = train_wordpiece(texts, vocab_size=120), train_wordpiece(texts, vocab_size=120)
+    assert a.to_str() == b.to_str()
+    encoder = TextEncoder(a.to_str(), max_length=64)
+    tokens = a.encode("refundable passwords everywhere").tokens
+    assert "[UNK]" not in tokens and tokens[0] == "[CLS]" and tokens[-1] == "[SEP]"
+    ids, mask = encoder.pad(encoder.encode(["a", "a b c"]))
+    assert len(ids[0]) == len(ids[1]) and mask[0].count(0) == 2
+
+
+def test_default_dataset_is_a_realistic_support_desk(tmp_path: Path) -> None:
+    data = generate_default_dataset()
+    assert data == generate_default_dataset()  # deterministic
+    train = collections.Counter(r["label"] for r in data["train"])
+    assert len(INTENTS) >= 20 and OOS_LABEL in train
+    assert min(count for label, count in train.items() if label != OOS_LABEL) >= 60
+    seen = {r["text"] for r in data["train"]}
+    for split in ("validation", "test"):
+        assert set(collections.Counter(r["label"] for r in data[split])) == set(train)
+        assert not seen & {r["text"] for r in data[split]}
+    dm = _dm(tmp_path)
+    assert dm.uses_default_data() and dm.num_labels == len(INTENTS) + 1
+    assert (tmp_path / "default" / "train.jsonl").is_file()
