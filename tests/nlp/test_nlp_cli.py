@@ -1,0 +1,112 @@
+"""`trident-nlp` end to end on the debug config: fit, test, export, infer; and a 2-process DDP run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from trident_nlp.cli import main
+
+PROBE = '''
+import hashlib, json
+from pathlib import Path
+from lightning.pytorch.callbacks import Callback
+
+class Probe(Callback):
+    """Records the samples every rank trained on and a hash of its final weights."""
+
+    def __init__(self):
+        self.rows = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        for ids, mask in zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist()):
+            self.rows.append(ids[: sum(mask)])
+
+    def on_train_end(self, trainer, module):
+        digest = hashlib.sha256()
+        for name, tensor in sorted(module.state_dict().items()):
+            digest.update(name.encode() + tensor.detach().cpu().numpy().tobytes())
+        out = Path(trainer.default_root_dir) / f"probe-rank{trainer.global_rank}.json"
+        out.write_text(json.dumps({"rows": self.rows, "weights": digest.hexdigest(),
+                                   "world": trainer.world_size}))
+'''
+
+
+def _base(tmp_path: Path) -> list[str]:
+    return [
+        "--config",
+        "debug",
+        "--trainer.default_root_dir",
+        str(tmp_path / "run"),
+        "--data.data_dir",
+        str(tmp_path / "data"),
+    ]
+
+
+def test_fit_test_export_infer_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["fit", *_base(tmp_path)])
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    assert last.is_file() and (run / "artifact" / "model.onnx").is_file()
+    ckpt = torch.load(last, weights_only=True)
+    assert ckpt["trident_nlp"]["tokenizer_json"] and "tokenizer_json" not in ckpt["hyper_parameters"]
+    threshold = float(ckpt["state_dict"]["oos_threshold"])
+    meta = json.loads((run / "artifact" / "metadata.json").read_text())
+    assert meta["domain"] == "nlp" and "oos" in meta["domain_metadata"]["labels"]
+
+    cli = main(["test", *_base(tmp_path), "--ckpt_path", "last"])
+    del cli
+    assert (run / "test_report.json").is_file() and (run / "confusion_matrix.png").is_file()
+
+    capsys.readouterr()
+    main(["export", "--ckpt_path", str(last), "--output", str(tmp_path / "artifact")])
+    report = json.loads(capsys.readouterr().out)
+    assert report["parity"]["onnx"]["max_abs_diff"] < 1e-4
+    exported = json.loads((tmp_path / "artifact" / "metadata.json").read_text())["domain_metadata"]
+    assert exported["threshold"] == pytest.approx(threshold)  # chosen on validation, stored, exported
+
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("where is my order\ni forgot my password\n")
+    main(["infer", "--artifact", str(tmp_path / "artifact"), "--input", str(inputs), "--batch_size", "1"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [r["text"] for r in rows] == ["where is my order", "i forgot my password"]
+    assert all(set(r) == {"text", "intent", "confidence", "in_scope"} for r in rows)
+
+
+def test_python_module_entry_point_help() -> None:
+    out = subprocess.run([sys.executable, "-m", "trident_nlp", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "trident-nlp" in out.stdout
+
+
+@pytest.mark.distributed
+def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
+    (tmp_path / "nlp_ddp_probe.py").write_text(PROBE)
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "WANDB_MODE": "disabled",
+        "OMP_NUM_THREADS": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "trident_nlp",
+        "fit",
+        *_base(tmp_path),
+        "--preset",
+        "cpu_ddp2",
+        "--trainer.callbacks+=nlp_ddp_probe.Probe",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    probes = [json.loads((tmp_path / "run" / f"probe-rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(p["world"] == 2 for p in probes)
+    assert probes[0]["weights"] == probes[1]["weights"]  # DDP kept both replicas identical
+    shards = [{tuple(row) for row in p["rows"]} for p in probes]
+    assert shards[0] and shards[1] and not shards[0] & shards[1]  # disjoint shards
+    assert (tmp_path / "run" / "artifact" / "model.onnx").is_file()
