@@ -9,7 +9,6 @@ import pytest
 import torch
 import yaml
 from toydomain import DOMAIN, main
-
 from trident_core.cli import PRESET_DIR, presets, run_domain
 
 

@@ -73,14 +73,22 @@ class TridentCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # `last.ckpt` comes from a second ModelCheckpoint: since Lightning 2.6 the best-model callback only
+        # refreshes `last` when it also saved a new best, which would make resumes start from stale weights.
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.add_lightning_class_args(NonFiniteGuard, "non_finite")
         parser.add_lightning_class_args(ExportOnFitEnd, "export_on_fit_end")
         parser.set_defaults(
             {
                 "checkpoint.monitor": self.spec.monitor,
                 "checkpoint.mode": self.spec.monitor_mode,
-                "checkpoint.save_last": True,
+                "checkpoint.save_last": False,
                 "checkpoint.save_top_k": 1,
+                "last_checkpoint.filename": "last",
+                "last_checkpoint.monitor": None,
+                "last_checkpoint.save_top_k": 1,
+                "last_checkpoint.save_last": False,
+                "last_checkpoint.enable_version_counter": False,
                 "checkpoint.filename": "best-epoch{epoch:03d}-step{step:06d}",
                 "checkpoint.auto_insert_metric_name": False,
                 "export_on_fit_end.domain": self.spec.name,
@@ -97,8 +105,9 @@ class TridentCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
         root = Path(config.trainer.default_root_dir)
-        if config.checkpoint.dirpath is None:
-            config.checkpoint.dirpath = str(root / "checkpoints")
+        for key in ("checkpoint", "last_checkpoint"):
+            if config[key].dirpath is None:
+                config[key].dirpath = str(root / "checkpoints")
         logger = config.trainer.logger
         wandb_logger = _is_class(logger, TridentWandbLogger)
         if wandb_logger and logger.init_args.get("save_dir") is None:
@@ -125,12 +134,25 @@ class TridentCLI(LightningCLI):
             callbacks.append(OnExceptionCheckpoint(dirpath=dirpath, filename="on_exception"))
         if not has(Throughput):
             callbacks.append(Throughput())
-        return super().instantiate_trainer(callbacks=callbacks, **kwargs)
+        trainer = super().instantiate_trainer(callbacks=callbacks, **kwargs)
+        # OnExceptionCheckpoint is a Checkpoint too; keep it behind ModelCheckpoint so that
+        # `trainer.checkpoint_callback` (and `ckpt_path="best"`) mean the ModelCheckpoint.
+        on_exception = [cb for cb in trainer.callbacks if isinstance(cb, OnExceptionCheckpoint)]
+        trainer.callbacks = [cb for cb in trainer.callbacks if cb not in on_exception] + on_exception
+        return trainer
 
 
 def _is_class(value: Any, cls: type) -> bool:
+    """True when a ``class_path`` config names ``cls`` or a subclass of it."""
     path = getattr(value, "class_path", None) if value is not None else None
-    return path == f"{cls.__module__}.{cls.__name__}" or path == cls.__name__
+    if not isinstance(path, str) or "." not in path:
+        return False
+    module, _, name = path.rpartition(".")
+    try:
+        found = load_object(f"{module}:{name}")
+    except (ImportError, AttributeError):
+        return False
+    return isinstance(found, type) and issubclass(found, cls)
 
 
 def _is_tty() -> bool:
@@ -169,8 +191,9 @@ def resolve_checkpoint(ckpt: str, dirpath: Path) -> Path:
         last = resolve_checkpoint("last", dirpath)
         states = load_checkpoint(last).get("callbacks", {})
         for key, state in states.items():
-            if key.startswith("ModelCheckpoint") and state.get("best_model_path"):
-                return Path(state["best_model_path"])
+            best = state.get("best_model_path") if key.startswith("ModelCheckpoint") else None
+            if best and Path(best).name != "last.ckpt" and Path(best).is_file():
+                return Path(best)
         raise CheckpointError(f"{dirpath}: no best checkpoint recorded; pass --ckpt_path PATH")
     path = Path(ckpt)
     if not path.is_file():

@@ -46,6 +46,9 @@ def run_domain_demo(spec: DomainSpec, output: Path, extra_args: list[str] | None
         inputs = load_object(spec.demo_inputs)(data_dir)
         predictions = load_object(spec.infer)(str(artifact), inputs, str(root / "predictions"), 32)
         row.predictions = len(predictions or [])
+        import wandb
+
+        wandb.finish()  # one W&B run per domain
     except Exception as err:  # the demo reports every domain, even when one fails
         row.error = f"{type(err).__name__}: {err}"
         traceback.print_exc()

@@ -24,6 +24,15 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 
 
+def _default_base_url() -> str:
+    try:
+        import wandb
+
+        return str(wandb.Settings().base_url)
+    except Exception:  # settings files a user broke must not stop training
+        return DEFAULT_BASE_URL
+
+
 def _has_credentials(base_url: str) -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
@@ -51,7 +60,7 @@ def resolve_mode(timeout: float = 5.0) -> str:
     mode = os.environ.get("WANDB_MODE", "").strip().lower()
     if mode in ("offline", "disabled", "dryrun"):
         return "offline" if mode == "dryrun" else mode
-    base_url = os.environ.get("WANDB_BASE_URL", DEFAULT_BASE_URL)
+    base_url = os.environ.get("WANDB_BASE_URL") or _default_base_url()
     if mode != "online" and not _has_credentials(base_url):
         log.info("W&B: no credentials configured; logging offline (sync later with `wandb sync`)")
         return "offline"
@@ -104,6 +113,8 @@ class TridentWandbLogger(WandbLogger):
 
         settings = kwargs.pop("settings", None) or wandb.Settings(init_timeout=init_timeout, silent=True)
         save_dir = save_dir or os.environ.get("WANDB_DIR") or "."
+        if kwargs.get("resume") is None:
+            kwargs["resume"] = "allow"  # continue the run when `id` names an existing one
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         super().__init__(
             project=project, save_dir=save_dir, name=name, id=id, entity=entity, group=group, tags=tags,

@@ -1,0 +1,57 @@
+"""Reads a W&B offline run file (``run-<id>.wandb``): a LevelDB-style log of protobuf records.
+
+The Python reader left the wandb package when its core moved to Go, so the tests read the format directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from wandb.proto import wandb_internal_pb2 as pb
+
+_HEADER = 7  # ":W&B" + 2-byte magic + 1-byte version
+_BLOCK = 32768
+_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+
+
+def read_records(path: str | Path) -> list[pb.Record]:
+    data = Path(path).read_bytes()
+    assert data[:4] == b":W&B", f"{path} is not a W&B run file"
+    records: list[pb.Record] = []
+    pos, pending = _HEADER, b""
+    while pos + 7 <= len(data):
+        left_in_block = _BLOCK - pos % _BLOCK
+        if left_in_block < 7:
+            pos += left_in_block
+            continue
+        length = int.from_bytes(data[pos + 4 : pos + 6], "little")
+        kind = data[pos + 6]
+        chunk = data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind == 0 and length == 0:
+            continue
+        if kind in (_FULL, _FIRST):
+            pending = chunk
+        else:
+            pending += chunk
+        if kind in (_FULL, _LAST):
+            record = pb.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+    return records
+
+
+def summarize(path: str | Path) -> dict[str, set[str]]:
+    """Logged history keys, config keys and artifact names of a run file."""
+    out: dict[str, set[str]] = {"history": set(), "config": set(), "artifacts": set(), "run_ids": set()}
+    for record in read_records(path):
+        kind = record.WhichOneof("record_type")
+        if kind == "history":
+            out["history"] |= {item.key or "/".join(item.nested_key) for item in record.history.item}
+        elif kind == "config":
+            out["config"] |= {item.key or "/".join(item.nested_key) for item in record.config.update}
+        elif kind == "artifact":
+            out["artifacts"].add(f"{record.artifact.type}:{record.artifact.name}")
+        elif kind == "run":
+            out["run_ids"].add(record.run.run_id)
+    return out
