@@ -1,0 +1,3 @@
+from trident_audio.cli import main
+
+main()

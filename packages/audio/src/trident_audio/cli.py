@@ -1,0 +1,26 @@
+"""``trident-audio``: the shared Trident command line for speech recognition."""
+
+from __future__ import annotations
+
+from trident_core.domain import DomainSpec
+
+DOMAIN = DomainSpec(
+    name="audio",
+    module_class="trident_audio.module:SpeechModule",
+    datamodule_class="trident_audio.data:SpeechDataModule",
+    config_package="trident_audio.configs",
+    monitor="val/wer",
+    monitor_mode="min",
+    infer="trident_audio.export:infer",
+    demo_inputs="trident_audio.defaults:demo_inputs",
+    demo_metrics=("test/wer", "test/cer"),
+    links=(("data.tokenizer_config", "model.tokenizer"),),
+    description="speech recognition (CTC, Conformer): WAV/FLAC manifests to transcripts",
+)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of ``trident-audio`` and ``python -m trident_audio``."""
+    from trident_core.cli import run_domain  # lazy: `--help` of another domain never imports this one
+
+    run_domain(DOMAIN, args)

@@ -1,0 +1,249 @@
+"""``SpeechModule``: CTC training of an encoder, WER/CER, greedy or beam-search decoding, per-voice WER table."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.loggers import WandbLogger
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.text import CharErrorRate, WordErrorRate
+from trident_core.errors import ConfigError
+from trident_core.export import ExportSpec
+from trident_core.module import TaskModule
+
+from trident_audio.decoding import WordNgramLM, greedy_decode, prefix_beam_search
+from trident_audio.model import CTCModel
+from trident_audio.text import tokenizer_from_dict
+from trident_audio.transforms import SpecAugment
+
+log = logging.getLogger(__name__)
+DECODERS = ("greedy", "beam")
+
+
+def word_errors(reference: str, hypothesis: str) -> int:
+    """Word-level Levenshtein distance."""
+    ref, hyp = reference.split(), hypothesis.split()
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, start=1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, start=1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1]
+
+
+class SpeechModule(TaskModule):
+    """Trains an encoder (``ConformerEncoder``) with a linear CTC head on characters or BPE pieces.
+
+    Args:
+        net: Encoder with ``features(waveform, lengths)``, ``encode(features, lengths)``, ``output_dim`` and
+            ``sample_rate`` (see :class:`trident_audio.model.ConformerEncoder`).
+        tokenizer: Tokenizer dict (linked from ``data.tokenizer_config``); ``None`` is the character default.
+        decoder: ``"greedy"`` or ``"beam"`` for test and inference (validation always decodes greedily).
+        beam_size: Beam width of the prefix beam search.
+        lm_order: Order of the word n-gram LM trained on the training transcripts (0 disables it).
+        lm_weight: LM weight in beam search.
+        word_bonus: Score added per word in beam search with an LM.
+        spec_augment: Apply SpecAugment while training.
+        freq_masks: SpecAugment frequency masks.
+        freq_width: Largest frequency mask (mel bands).
+        time_masks: SpecAugment time masks.
+        time_width: Largest time mask (fraction of the utterance).
+        chunk_seconds: Inference splits longer audio into chunks of at most this many seconds.
+        optimizer: Optimizer callable (default AdamW).
+        scheduler: Scheduler callable (default warmup + cosine).
+        warmup_ratio: Warmup fraction of the default scheduler.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        tokenizer: dict[str, Any] | None = None,
+        decoder: str = "greedy",
+        beam_size: int = 8,
+        lm_order: int = 2,
+        lm_weight: float = 0.5,
+        word_bonus: float = 1.0,
+        spec_augment: bool = True,
+        freq_masks: int = 2,
+        freq_width: int = 15,
+        time_masks: int = 2,
+        time_width: float = 0.05,
+        chunk_seconds: float = 20.0,
+        optimizer: OptimizerCallable | None = None,
+        scheduler: LRSchedulerCallable | None = None,
+        warmup_ratio: float = 0.06,
+    ) -> None:
+        super().__init__(net, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        if decoder not in DECODERS:
+            raise ConfigError(f"model.decoder must be one of {DECODERS}, got {decoder!r}")
+        if lm_order not in (0, 1, 2, 3):
+            raise ConfigError(f"model.lm_order must be 0 (no LM), 1, 2 or 3, got {lm_order}")
+        for attr in ("features", "encode", "output_dim", "sample_rate"):
+            if not hasattr(net, attr):
+                raise ConfigError(f"model.net must provide {attr!r} (use trident_audio.model.ConformerEncoder)")
+        self.tokenizer = tokenizer_from_dict(tokenizer)
+        self.head = nn.Linear(net.output_dim, self.tokenizer.vocab_size)
+        self.spec_augment = SpecAugment(freq_masks, freq_width, time_masks, time_width) if spec_augment else None
+        self.decoder = decoder
+        self.beam_size = beam_size
+        self.lm_order = lm_order
+        self.lm_weight = lm_weight
+        self.word_bonus = word_bonus
+        self.chunk_seconds = chunk_seconds
+        self.lm: WordNgramLM | None = None
+        self.set_metrics(MetricCollection({"wer": WordErrorRate(), "cer": CharErrorRate()}))
+        self._voice_errors: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+
+    def forward(self, waveform: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Waveforms ``(batch, samples)`` to CTC log-probabilities ``(batch, frames, vocab)`` and frame counts."""
+        x, out_lengths = self.net(waveform, lengths)
+        return self.head(x).log_softmax(-1), out_lengths
+
+    def _log_probs(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        with torch.autocast(device_type=self.device.type, enabled=False):  # features stay in float32
+            feats, frames = self.net.features(batch["waveform"].float(), batch["lengths"])
+        if self.spec_augment is not None and self.training:
+            feats = self.spec_augment(feats)
+        x, out_lengths = self.net.encode(feats, frames)
+        return self.head(x).float().log_softmax(-1), out_lengths
+
+    def _ctc_loss(self, log_probs: Tensor, out_lengths: Tensor, batch: dict[str, Any]) -> Tensor:
+        return nn.functional.ctc_loss(
+            log_probs.transpose(0, 1), batch["targets"], out_lengths, batch["target_lengths"],
+            blank=self.tokenizer.blank, zero_infinity=True,
+        )
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        log_probs, out_lengths = self._log_probs(batch)
+        loss = self._ctc_loss(log_probs, out_lengths, batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["text"]))
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        log_probs, out_lengths = self._log_probs(batch)
+        loss = self._ctc_loss(log_probs, out_lengths, batch)
+        hyps = self.transcribe(log_probs, out_lengths, decoder="greedy")
+        assert self.val_metrics is not None
+        self.val_metrics.update(hyps, batch["text"])
+        size = len(batch["text"])
+        self.log("val/loss", loss, prog_bar=True, batch_size=size, sync_dist=True)
+        self.log_dict(self.val_metrics, prog_bar=True, batch_size=size)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        log_probs, out_lengths = self._log_probs(batch)
+        hyps = self.transcribe(log_probs, out_lengths)
+        assert self.test_metrics is not None
+        self.test_metrics.update(hyps, batch["text"])
+        self.log_dict(self.test_metrics, batch_size=len(batch["text"]))
+        for voice, ref, hyp in zip(batch["voice"], batch["text"], hyps, strict=True):
+            stats = self._voice_errors[voice]
+            stats[0] += word_errors(ref, hyp)
+            stats[1] += len(ref.split())
+
+    def transcribe(self, log_probs: Tensor, lengths: Tensor, decoder: str | None = None) -> list[str]:
+        """Decode a batch of log-probabilities to normalised transcripts."""
+        decoder = decoder or self.decoder
+        scores = log_probs.detach().float().cpu().numpy()
+        out = []
+        for row, length in zip(scores, lengths.tolist(), strict=True):
+            if decoder == "beam":
+                ids = prefix_beam_search(row, self.tokenizer.tokens, length=length, blank=self.tokenizer.blank,
+                                         beam_size=self.beam_size, lm=self.lm, lm_weight=self.lm_weight,
+                                         word_bonus=self.word_bonus)
+            else:
+                ids = greedy_decode(row, length, self.tokenizer.blank)
+            out.append(self.tokenizer.decode(ids))
+        return out
+
+    def _build_lm(self) -> None:
+        if self.lm is not None or self.lm_order == 0 or self._trainer is None:
+            return
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "train_texts"):
+            self.lm = WordNgramLM.train(datamodule.train_texts(), order=self.lm_order)
+            log.info("word %d-gram LM trained on %d words", self.lm_order, self.lm.vocabulary_size)
+
+    def on_fit_start(self) -> None:
+        self._build_lm()
+
+    def on_test_start(self) -> None:
+        if self.decoder == "beam":
+            self._build_lm()
+        self._voice_errors.clear()
+
+    def on_test_epoch_end(self) -> None:
+        stats = dict(self._voice_errors)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, stats)
+            stats = {}
+            for part in gathered:
+                for voice, (errors, words) in part.items():
+                    total = stats.setdefault(voice, [0, 0])
+                    total[0] += errors
+                    total[1] += words
+        table = [{"voice": v, "words": w, "wer": e / max(w, 1)} for v, (e, w) in sorted(stats.items())]
+        self.per_voice_wer = table
+        if not self.trainer.is_global_zero or not table:
+            return
+        path = Path(self.trainer.default_root_dir) / "per_voice_wer.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(table, indent=2) + "\n")
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_table("test/per_voice_wer", columns=["voice", "words", "wer"],
+                                 data=[[r["voice"], r["words"], r["wer"]] for r in table])
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["audio"] = {"lm": json.dumps(self.lm.to_dict()) if self.lm is not None else None}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        lm = checkpoint.get("audio", {}).get("lm")
+        self.lm = WordNgramLM.from_dict(json.loads(lm)) if lm else None
+
+    def export_spec(self) -> ExportSpec:
+        """Waveform in, log-probabilities out (features inside the graph); tokenizer and LM travel as files."""
+        encoder = copy.deepcopy(self.net).float().cpu().eval()
+        model = CTCModel(encoder, head=copy.deepcopy(self.head).float().cpu()).eval()
+        rate = int(self.net.sample_rate)
+        gen = torch.Generator().manual_seed(0)
+        examples = [
+            (0.1 * torch.randn(2, rate, generator=gen), torch.tensor([rate, rate * 2 // 3])),
+            (0.1 * torch.randn(3, rate * 3 // 2, generator=gen), torch.tensor([rate * 3 // 2, rate, rate // 2])),
+        ]
+        files: dict[str, str | bytes] = {"tokenizer.json": json.dumps(self.tokenizer.to_dict()).encode()}
+        if self.lm is not None:
+            files["lm.json"] = json.dumps(self.lm.to_dict()).encode()
+        metadata = {
+            "sample_rate": rate,
+            "tokens": list(self.tokenizer.tokens),
+            "blank": self.tokenizer.blank,
+            "tokenizer_file": "tokenizer.json",
+            "lm_file": "lm.json" if self.lm is not None else None,
+            "decoder": self.decoder,
+            "beam_size": self.beam_size,
+            "lm_weight": self.lm_weight,
+            "word_bonus": self.word_bonus,
+            "chunk_seconds": self.chunk_seconds,
+            "features": "log-mel inside the graph (per-utterance normalised); feed raw mono float32 audio",
+        }
+        return ExportSpec(
+            model=model,
+            example_inputs=examples,
+            input_names=["waveform", "lengths"],
+            output_names=["log_probs", "output_lengths"],
+            dynamic_axes={"waveform": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
+                          "log_probs": {0: "batch", 1: "frames"}, "output_lengths": {0: "batch"}},
+            metadata=metadata,
+            files=files,
+        )
