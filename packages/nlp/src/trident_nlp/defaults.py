@@ -11,7 +11,7 @@ import random
 import re
 from pathlib import Path
 
-DATASET_VERSION = "1"
+DATASET_VERSION = "2"
 SPLITS = ("train", "validation", "test")
 PER_INTENT = {"train": 80, "validation": 20, "test": 24}
 OOS_COUNT = {"train": 120, "validation": 60, "test": 100}
@@ -692,16 +692,24 @@ def _generate(
 def generate_default_dataset(seed: int = 13) -> dict[str, list[dict[str, str]]]:
     """All three splits of the default dataset as lists of ``{"text", "label"}`` records.
 
-    Validation uses the first half of every intent's held-out templates and test the second half (each
-    split sees at least two templates), so no validation or test utterance is a filled training template.
+    Every intent holds out two everyday phrasings and its paraphrase templates (and some slot values): validation
+    gets one phrasing and the first half of the paraphrases, test the rest, so no validation or test
+    utterance is a filled training template.
     """
     rng = random.Random(seed)
     splits: dict[str, list[dict[str, str]]] = {name: [] for name in SPLITS}
     groups = [(name, train, held, _SLOTS, PER_INTENT) for name, (train, held) in INTENTS.items()]
     groups.append((OOS_LABEL, _OOS[0], _OOS[1], _OOS_SLOTS, OOS_COUNT))
     for label, train, held, slots, counts in groups:
+        # the last two "everyday" phrasings are held out too: they share words with training, the
+        # paraphrases share almost none, so validation and test mix near and far generalisation
+        train, near = train[:-2], train[-2:]
         half = len(held) // 2
-        sources = {"train": (train, False), "validation": (held[:half], True), "test": (held[half:], True)}
+        sources = {
+            "train": (train, False),
+            "validation": ([near[0], *held[:half]], True),
+            "test": ([near[1], *held[half:]], True),
+        }
         used: set[str] = set()
         for split, (templates, held_out) in sources.items():
             texts = _generate(templates, slots, counts[split], held_out, rng, used)
