@@ -90,3 +90,12 @@ def test_unwritable_output_is_detected_before_training(tmp_path: Path, capsys: p
         main(["fit", "--config", "debug", "--trainer.default_root_dir", str(blocker / "run")])
     assert "output folder is not writable" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()
+
+
+def test_fresh_fit_refuses_to_overwrite_an_earlier_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_domain(DOMAIN, ["fit", "--config", "debug", *_args(tmp_path)])
+    before = (tmp_path / "run" / "checkpoints" / "last.ckpt").read_bytes()
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", "debug", *_args(tmp_path)])
+    assert "holds an earlier run. Resume it with `--ckpt_path last`" in capsys.readouterr().err
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").read_bytes() == before

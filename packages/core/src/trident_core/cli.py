@@ -114,6 +114,13 @@ class TridentCLI(LightningCLI):
             logger.init_args.save_dir = str(root)
         preflight(root)
         ckpt = config.get("ckpt_path")
+        last = Path(config.last_checkpoint.dirpath) / "last.ckpt"
+        if self.subcommand == "fit" and not ckpt and last.is_file():
+            # Lightning would silently resume from it (OnExceptionCheckpoint makes `ckpt_path=None` mean "last")
+            raise ConfigError(
+                f"{last} exists: this folder holds an earlier run. Resume it with `--ckpt_path last`, or start a "
+                "new run with another --trainer.default_root_dir (or delete the folder)"
+            )
         if ckpt:
             config.ckpt_path = str(resolve_checkpoint(ckpt, Path(config.checkpoint.dirpath)))
             saved = load_checkpoint(config.ckpt_path)
@@ -219,7 +226,7 @@ def expand_args(spec: DomainSpec, args: list[str]) -> list[str]:
                 if not path.is_file():
                     raise ConfigError(f"--preset {value}: unknown preset; choose one of {', '.join(presets())}")
                 value = str(path)
-            elif not Path(value).exists() and spec.config_path(value).is_file():
+            elif not Path(value).is_file() and spec.config_path(value).is_file():
                 value = str(spec.config_path(value))
             out += ["--config", value]
         else:

@@ -35,6 +35,9 @@ def run_domain_demo(spec: DomainSpec, output: Path, extra_args: list[str] | None
     root = output / spec.name
     data_dir = output / "data" / spec.name
     try:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)  # the demo's own run folder: each demo is a fresh run
         args = ["fit", "--config", "demo", "--trainer.default_root_dir", str(root), "--data.data_dir", str(data_dir)]
         cli = run_domain(spec, args + list(extra_args or []), exit_on_error=False)
         assert cli is not None
