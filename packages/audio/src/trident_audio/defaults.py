@@ -196,8 +196,11 @@ def _write_corpus(folder: Path, sentences: int, seed: int, sample_rate: int,
     jobs: list[tuple[str, str, tuple[str, str]]] = []
     for split, texts in splits.items():
         for i, text in enumerate(texts):
-            voices = train_voices if split == "train" else train_voices + heldout * max(1, len(train_voices) // 3)
-            jobs.append((split, text, voices[i % len(voices)] if split != "train" else rng.choice(voices)))
+            if split == "train":
+                voice = rng.choice(train_voices)
+            else:  # every third evaluation utterance is spoken by a voice training never hears
+                voice = heldout[(i // 3) % len(heldout)] if i % 3 == 0 else train_voices[i % len(train_voices)]
+            jobs.append((split, text, voice))
     manifests: dict[str, list[str]] = {s: [] for s in splits}
     for index, (split, text, (engine, voice)) in enumerate(jobs):
         spoken = normalizer(text)  # speak exactly the words of the normalised transcript
