@@ -7,6 +7,7 @@ divisible so that all ranks run the same number of steps), and the loaders use a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from trident_vision.defaults import BRAIN_LABELS, BUILDERS, PHANTOM_LABELS
 from trident_vision.transforms import eval_transforms, make_preprocessing, train_transforms
 
 CACHE_KINDS = ("memory", "disk", "none")
-DEFAULT_DATA_VERSION = "1"
+DEFAULT_DATA_VERSION = "3"
 
 
 class SegmentationDataModule(TridentDataModule):
@@ -45,6 +46,8 @@ class SegmentationDataModule(TridentDataModule):
         cache_dir: Folder of the disk cache (default ``<data_dir>/.cache``).
         cache_rate: Fraction of the volumes kept in the memory cache.
         cache_num_workers: Threads that fill the cache.
+        thread_loader: With ``num_workers=0``, run the random transforms in a background thread
+            (MONAI ``ThreadDataLoader``) so that they overlap with the training step.
         val_fraction: Share of training entries held out when the datalist has no ``validation``.
         check_inputs: Read every file once at setup and raise a clear error for bad ones.
         batch_size: Volumes per training step (each gives ``num_samples`` patches).
@@ -75,6 +78,7 @@ class SegmentationDataModule(TridentDataModule):
         cache_dir: str | None = None,
         cache_rate: float = 1.0,
         cache_num_workers: int = 2,
+        thread_loader: bool = True,
         val_fraction: float = 0.2,
         check_inputs: bool = True,
         batch_size: int = 2,
@@ -104,6 +108,7 @@ class SegmentationDataModule(TridentDataModule):
         self.num_samples, self.pos, self.neg, self.augment = num_samples, pos, neg, augment
         self.cache, self.cache_dir, self.cache_rate = cache, cache_dir, cache_rate
         self.cache_num_workers = cache_num_workers
+        self.thread_loader = thread_loader
         self.val_fraction = val_fraction
         self.check_inputs = check_inputs
         self._datalist: Datalist | None = None
@@ -191,6 +196,8 @@ class SegmentationDataModule(TridentDataModule):
             return entries
         from monai.data import partition_dataset
 
+        if len(entries) < world:  # fewer cases than ranks: every rank still needs one to step in lockstep
+            entries = entries * math.ceil(world / len(entries))
         return partition_dataset(entries, num_partitions=world, shuffle=False, even_divisible=True)[
             trainer.global_rank]
 
@@ -218,6 +225,11 @@ class SegmentationDataModule(TridentDataModule):
         dataset = self.datasets[name]
         # one replica: the shard is already this rank's own, Lightning must not split it again
         sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=shuffle, seed=self.seed)
+        if self.thread_loader and self.num_workers == 0:
+            from monai.data import ThreadDataLoader
+
+            return ThreadDataLoader(dataset, sampler=sampler, batch_size=batch_size, collate_fn=list_data_collate,
+                                    num_workers=0, pin_memory=self.pin_memory)
         return self.loader(dataset, sampler=sampler, batch_size=batch_size, collate_fn=list_data_collate)
 
     def train_dataloader(self) -> Any:

@@ -72,19 +72,19 @@ def make_phantom(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     # class 1: bright ellipsoid on one side of the body
     side = rng.choice([-1.0, 1.0])
-    c1 = np.array([side * rng.uniform(7, 11), rng.uniform(-6, 6), rng.uniform(-6, 6)])
-    r1 = rng.uniform(5, 9, size=3)
+    c1 = np.array([side * rng.uniform(8, 12), rng.uniform(-5, 5), rng.uniform(-5, 5)])
+    r1 = rng.uniform(8, 12, size=3)
     ell = (((rel - c1.reshape(3, 1, 1, 1)) / r1.reshape(3, 1, 1, 1)) ** 2).sum(0) <= 1.0
     label[ell & body] = 1
 
     # class 2: a low-contrast tube (finite cylinder) of random direction on the other side
-    c2 = np.array([-side * rng.uniform(7, 11), rng.uniform(-5, 5), rng.uniform(-5, 5)])
+    c2 = np.array([-side * rng.uniform(9, 12), rng.uniform(-5, 5), rng.uniform(-5, 5)])
     axis = rng.normal(size=3)
     axis /= np.linalg.norm(axis)
     d = rel - c2.reshape(3, 1, 1, 1)
     along = np.tensordot(axis, d, axes=1)
     radial = np.sqrt(np.maximum((d**2).sum(0) - along**2, 0))
-    tube = (radial <= rng.uniform(2.5, 4.0)) & (np.abs(along) <= rng.uniform(10, 16))
+    tube = (radial <= rng.uniform(4.5, 6.5)) & (np.abs(along) <= rng.uniform(12, 18))
     label[tube & body & (label == 0)] = 2
 
     base = rng.uniform(80, 120)
