@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+import torch
 from trident_nlp.module import IntentModule
 from trident_nlp.text import train_wordpiece
 
@@ -54,3 +57,13 @@ def tiny_module(labels: list[str] | None = None, **kwargs) -> IntentModule:
         tokenizer_json=tokenizer.to_str(),
         **kwargs,
     )
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: tiny models are overhead-bound, and on a shared 2-core runner two OpenMP threads
+    per process oversubscribe the cores (measured ~20x slower steps under load)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

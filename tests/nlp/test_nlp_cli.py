@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from nlp_fixtures import one_thread  # noqa: F401 (fixture)
 from trident_nlp.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 PROBE = '''
 import hashlib, json
@@ -78,9 +82,11 @@ def test_fit_test_export_infer_through_the_cli(tmp_path: Path, capsys: pytest.Ca
     assert all(set(r) == {"text", "intent", "confidence", "in_scope"} for r in rows)
 
 
-def test_python_module_entry_point_help() -> None:
-    out = subprocess.run([sys.executable, "-m", "trident_nlp", "--help"], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and "trident-nlp" in out.stdout
+def test_python_module_entry_point_help(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "argv", ["trident_nlp", "--help"])
+    with pytest.raises(SystemExit) as info:
+        runpy.run_module("trident_nlp", run_name="__main__")
+    assert info.value.code == 0 and "trident-nlp" in capsys.readouterr().out
 
 
 @pytest.mark.distributed

@@ -6,11 +6,19 @@ import collections
 from pathlib import Path
 
 import pytest
-from nlp_fixtures import INTENT_TEXTS, records, write_jsonl, write_splits
+from nlp_fixtures import (
+    INTENT_TEXTS,
+    one_thread,  # noqa: F401 (fixture)
+    records,
+    write_jsonl,
+    write_splits,
+)
 from trident_core.errors import ConfigError, DataError
 from trident_nlp.data import IntentDataModule, read_records, read_texts
 from trident_nlp.defaults import INTENTS, OOS_LABEL, generate_default_dataset
 from trident_nlp.text import TextEncoder, train_wordpiece
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _dm(tmp_path: Path, **kwargs) -> IntentDataModule:

@@ -8,10 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from nlp_fixtures import tiny_module
+from nlp_fixtures import (
+    one_thread,  # noqa: F401 (fixture)
+    tiny_module,
+)
 from trident_core.errors import ArtifactError, DataError
 from trident_core.export import export_artifact
 from trident_nlp.export import IntentClassifier, infer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

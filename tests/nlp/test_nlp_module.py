@@ -8,11 +8,18 @@ import numpy as np
 import pytest
 import torch
 from lightning.pytorch import Trainer
-from nlp_fixtures import INTENT_TEXTS, tiny_module, write_splits
+from nlp_fixtures import (
+    INTENT_TEXTS,
+    one_thread,  # noqa: F401 (fixture)
+    tiny_module,
+    write_splits,
+)
 from trident_core.errors import ConfigError
 from trident_nlp.data import IntentDataModule
 from trident_nlp.module import IntentModule
 from trident_nlp.oos import apply_threshold, choose_threshold, oos_metrics, scores_from_logits
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _datamodule(tmp_path: Path, **kwargs) -> IntentDataModule:
