@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+
 from toydomain import DOMAIN, main
 from trident_core.cli import PRESET_DIR, presets, run_domain
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+
 from trident_core.data import BucketSampler, TridentDataModule, build_once, seeded_split
 from trident_core.errors import ConfigError
 

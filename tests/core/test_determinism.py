@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from toydomain import DOMAIN
 
+from toydomain import DOMAIN
 from trident_core.cli import run_domain
 
 

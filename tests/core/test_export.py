@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+
 from trident_core.artifact import load_artifact
 from trident_core.errors import ArtifactError, ExportError
 from trident_core.export import ExportSpec, export_artifact

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from toydomain import DOMAIN, main
 from trident_core.cli import run_domain
 

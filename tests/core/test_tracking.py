@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 import wandb
+from wandb_records import summarize
+
 from toydomain import DOMAIN
 from trident_core.cli import run_domain
-from wandb_records import summarize
 
 
 def _fit(tmp_path: Path, *extra: str):

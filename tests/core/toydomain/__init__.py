@@ -9,6 +9,7 @@ import torch
 import torchmetrics
 from torch import nn
 from torch.utils.data import TensorDataset
+
 from trident_core.data import TridentDataModule, build_once
 from trident_core.domain import DomainSpec
 from trident_core.export import ExportSpec
