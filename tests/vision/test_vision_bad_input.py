@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from vision_fixtures import write_nifti
+
 from trident_core.errors import DataError, TridentError
 from trident_vision.datalist import check_case, find_pairs, read_datalist
 from trident_vision.export import input_files
-from vision_fixtures import write_nifti
 
 GOOD = np.zeros((8, 8, 8), np.float32)
 LABEL = np.zeros((8, 8, 8), np.uint8)

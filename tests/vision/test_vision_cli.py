@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import nibabel as nib
 import numpy as np
 import pytest
+
 from trident_core.cli import run_domain
 from trident_vision.cli import DOMAIN, main
 from trident_vision.data import SegmentationDataModule

@@ -8,10 +8,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from vision_fixtures import write_nifti
+
 from trident_core.errors import DataError
 from trident_vision.datalist import check_case, find_pairs, read_datalist
 from trident_vision.defaults import PHANTOM_LABELS, make_phantom
-from vision_fixtures import write_nifti
 
 
 def test_reads_decathlon_datalist_and_resolves_paths(phantoms: Path) -> None:

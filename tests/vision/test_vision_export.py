@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from vision_fixtures import write_nifti
+
 from trident_core.artifact import load_artifact
 from trident_core.errors import DataError
 from trident_core.export import export_artifact
@@ -18,7 +20,6 @@ from trident_vision.export import infer
 from trident_vision.model import tiny_unet
 from trident_vision.module import SegmentationModule
 from trident_vision.transforms import make_preprocessing
-from vision_fixtures import write_nifti
 
 
 class Threshold(nn.Module):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from monai.metrics import compute_dice
+
 from trident_core.errors import ConfigError
 from trident_vision.data import SegmentationDataModule
 from trident_vision.model import net_divisor, tiny_unet

@@ -8,10 +8,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 from monai.utils import set_determinism
+from vision_fixtures import write_nifti
+
 from trident_core.errors import ConfigError
 from trident_vision.defaults import make_phantom
 from trident_vision.transforms import eval_transforms, make_preprocessing, train_transforms
-from vision_fixtures import write_nifti
 
 
 def _aligned_case(tmp_path: Path, seed: int) -> dict[str, str]:
@@ -23,9 +24,9 @@ def _aligned_case(tmp_path: Path, seed: int) -> dict[str, str]:
 
 
 def _agreement(image: np.ndarray, label: np.ndarray) -> float:
-    """Share of class-1 voxels whose intensity is closest to the class-1 intensity (scaled to [0, 1])."""
+    """Share of class-1 voxels brighter than half way between background (0) and class 1 (1) after scaling."""
     inside = label == 1
-    return float((image[inside] > 0.75).mean())
+    return float((image[inside] > 0.5).mean())
 
 
 @pytest.mark.parametrize("seed", [3, 11])
@@ -38,7 +39,7 @@ def test_eval_transforms_align_and_reorient(tmp_path: Path, seed: int) -> None:
     assert np.allclose(np.linalg.norm(affine[:3, :3], axis=0), 1.5, atol=1e-3)  # resampled to the spacing
     assert nib.aff2axcodes(affine) == ("R", "A", "S")
     assert np.allclose(affine, label.affine.numpy())
-    assert _agreement(image[0].numpy(), label[0].numpy()) > 0.9
+    assert _agreement(image[0].numpy(), label[0].numpy()) > 0.97
     assert set(np.unique(label.numpy()).tolist()) <= {0.0, 1.0, 2.0}
 
 
