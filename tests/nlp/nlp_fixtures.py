@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from trident_nlp.module import IntentModule
 from trident_nlp.text import train_wordpiece
 

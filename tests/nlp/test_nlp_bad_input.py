@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nlp_fixtures import records, write_jsonl, write_splits
+
 from trident_core.errors import ConfigError, DataError, TridentError
 from trident_nlp.data import MAX_TEXT_CHARS, IntentDataModule, read_records, read_texts
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from nlp_fixtures import one_thread  # noqa: F401 (fixture)
+
 from trident_nlp.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -76,6 +77,9 @@ def test_fit_test_export_infer_through_the_cli(tmp_path: Path, capsys: pytest.Ca
 
     inputs = tmp_path / "in.txt"
     inputs.write_text("where is my order\ni forgot my password\n")
+    main(["predict", *_base(tmp_path), "--ckpt_path", "last", "--data.predict_file", str(inputs)])
+    predicted = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in predicted] == ["where is my order", "i forgot my password"]
     main(["infer", "--artifact", str(tmp_path / "artifact"), "--input", str(inputs), "--batch_size", "1"])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [r["text"] for r in rows] == ["where is my order", "i forgot my password"]

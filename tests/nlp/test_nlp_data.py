@@ -13,6 +13,7 @@ from nlp_fixtures import (
     write_jsonl,
     write_splits,
 )
+
 from trident_core.errors import ConfigError, DataError
 from trident_nlp.data import IntentDataModule, read_records, read_texts
 from trident_nlp.defaults import INTENTS, OOS_LABEL, generate_default_dataset

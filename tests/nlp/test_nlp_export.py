@@ -12,6 +12,7 @@ from nlp_fixtures import (
     one_thread,  # noqa: F401 (fixture)
     tiny_module,
 )
+
 from trident_core.errors import ArtifactError, DataError
 from trident_core.export import export_artifact
 from trident_nlp.export import IntentClassifier, infer

@@ -14,6 +14,7 @@ from nlp_fixtures import (
     tiny_module,
     write_splits,
 )
+
 from trident_core.errors import ConfigError
 from trident_nlp.data import IntentDataModule
 from trident_nlp.module import IntentModule

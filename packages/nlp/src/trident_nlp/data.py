@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+
 from trident_core.data import BucketSampler, TridentDataModule, build_once, seeded_split
 from trident_core.errors import ConfigError, DataError
-
 from trident_nlp.defaults import DATASET_VERSION, OOS_LABEL, build_default_dataset
 from trident_nlp.text import (
     AUTO,

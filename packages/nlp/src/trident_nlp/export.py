@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from trident_core.artifact import Artifact, load_artifact
 from trident_core.errors import ArtifactError, DataError
-
 from trident_nlp.oos import apply_threshold, scores_from_logits
 
 _REQUIRED = ("labels", "oos_label", "threshold", "score", "max_length", "tokenizer")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,10 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
 from trident_core.errors import ConfigError
 from trident_core.export import ExportSpec
 from trident_core.module import LRSchedulerCallable, OptimizerCallable, TaskModule
-
 from trident_nlp.defaults import OOS_LABEL
 from trident_nlp.model import build_classifier
 from trident_nlp.oos import choose_threshold, oos_metrics, scores_from_logits
@@ -152,6 +153,19 @@ class IntentModule(TaskModule):
                 }
             )
         return rows
+
+    def on_predict_epoch_end(self) -> None:
+        """Write ``<default_root_dir>/predictions.jsonl`` with the texts of ``data.predict_file``."""
+        rows = [row for batch in self.trainer.predict_loop.predictions for row in batch]
+        texts = getattr(self.trainer.datamodule, "predict_texts", None) or [None] * len(rows)
+        if self.trainer.world_size > 1 or len(texts) != len(rows):
+            return
+        path = Path(self.trainer.default_root_dir) / "predictions.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            for text, row in zip(texts, rows, strict=True):
+                fh.write(json.dumps({"text": text, **row}, ensure_ascii=False) + "\n")
+        rank_zero_info(f"predictions written to {path}")
 
     # -- evaluation -----------------------------------------------------------------------------------
     def _eval_step(self, batch: dict[str, torch.Tensor], metrics: MetricCollection | None, stage: str) -> None:
