@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from trident_audio.data import SpeechDataset, read_manifest
 from trident_audio.export import infer, list_inputs
 from trident_audio.text import CharTokenizer

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from trident_audio.data import SpeechDataModule, SpeechDataset, collate_speech, read_manifest
 from trident_audio.text import CharTokenizer
 from trident_audio.transforms import read_audio

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from trident_audio.decoding import WordNgramLM, greedy_decode, prefix_beam_search
 
 TOKENS = ["<blank>", " ", "a", "b"]

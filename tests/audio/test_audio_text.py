@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from trident_audio.text import (
     CharTokenizer,
     OutOfVocabularyError,

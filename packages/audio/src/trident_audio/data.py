@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-from trident_core.data import BucketSampler, TridentDataModule
-from trident_core.errors import ConfigError, DataError
 
 from trident_audio.text import OutOfVocabularyError, TextNormalizer, Tokenizer, tokenizer_from_dict, train_bpe
 from trident_audio.transforms import AudioReadError, audio_info, read_audio
+from trident_core.data import BucketSampler, TridentDataModule
+from trident_core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 MAX_LINE_CHARS = 1_000_000

@@ -226,6 +226,7 @@ def _write_corpus(folder: Path, sentences: int, seed: int, sample_rate: int,
 def build_corpus(data_dir: Path, sentences: int = 600, seed: int = 0, sample_rate: int = 16000) -> Path:
     """Synthesise the default corpus into ``data_dir`` once (atomic, safe from several processes)."""
     from rich.progress import Progress
+
     from trident_core.data import build_once
 
     def builder(tmp: Path) -> None:

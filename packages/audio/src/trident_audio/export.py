@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from trident_core.artifact import Artifact, load_artifact
-from trident_core.errors import ConfigError, DataError
 
 from trident_audio.decoding import WordNgramLM, greedy_decode, prefix_beam_search
 from trident_audio.text import tokenizer_from_dict
 from trident_audio.transforms import AudioReadError, read_audio
+from trident_core.artifact import Artifact, load_artifact
+from trident_core.errors import ConfigError, DataError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3")
 

@@ -97,9 +97,15 @@ class ConvSubsampling(nn.Module):
         return lengths
 
     def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        x = self.conv(feats.unsqueeze(1))  # (B, C, T/4, F/4)
-        x = x.transpose(1, 2).flatten(2)
-        return self.proj(x), self.output_lengths(lengths)
+        x = feats.unsqueeze(1)
+        for i in range(0, len(self.conv), 2):
+            x = self.conv[i + 1](self.conv[i](x))
+            lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1
+            # zero the padded frames so a batch neighbour's length never changes an utterance's result
+            valid = torch.arange(x.shape[2], device=x.device)[None, :] < lengths[:, None]
+            x = x * valid[:, None, :, None]
+        x = x.transpose(1, 2).flatten(2)  # (B, T/4, C * F/4)
+        return self.proj(x), lengths
 
 
 class ConformerEncoder(nn.Module):

@@ -15,14 +15,14 @@ from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.text import CharErrorRate, WordErrorRate
-from trident_core.errors import ConfigError
-from trident_core.export import ExportSpec
-from trident_core.module import TaskModule
 
 from trident_audio.decoding import WordNgramLM, greedy_decode, prefix_beam_search
 from trident_audio.model import CTCModel
 from trident_audio.text import tokenizer_from_dict
 from trident_audio.transforms import SpecAugment
+from trident_core.errors import ConfigError
+from trident_core.export import ExportSpec
+from trident_core.module import TaskModule
 
 log = logging.getLogger(__name__)
 DECODERS = ("greedy", "beam")
