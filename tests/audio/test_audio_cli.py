@@ -1,0 +1,103 @@
+"""`trident-audio` end to end on the debug config (fit, test, export, infer) and a 2-process DDP run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from trident_audio.cli import main
+
+PROBE = '''
+import hashlib, json
+from pathlib import Path
+from lightning.pytorch.callbacks import Callback
+
+class Probe(Callback):
+    """Records the files every rank trained on and a hash of its final weights."""
+
+    def __init__(self):
+        self.files = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.files += list(batch["audio_filepath"])
+
+    def on_train_end(self, trainer, module):
+        digest = hashlib.sha256()
+        for name, tensor in sorted(module.state_dict().items()):
+            digest.update(name.encode() + tensor.detach().cpu().numpy().tobytes())
+        out = Path(trainer.default_root_dir) / f"probe-rank{trainer.global_rank}.json"
+        out.write_text(json.dumps({"files": self.files, "weights": digest.hexdigest(),
+                                   "world": trainer.world_size}))
+'''
+
+
+def _base(tmp_path: Path) -> list[str]:
+    return ["--config", "debug", "--trainer.default_root_dir", str(tmp_path / "run"),
+            "--data.data_dir", str(tmp_path / "data")]
+
+
+def test_fit_test_export_infer_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["fit", *_base(tmp_path)])
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    assert last.is_file() and (run / "artifact" / "model.onnx").is_file()
+    ckpt = torch.load(last, weights_only=True)
+    assert ckpt["hyper_parameters"]["tokenizer"]["kind"] == "char"  # export needs no training data
+    assert json.loads(ckpt["audio"]["lm"])["order"] == 2  # word LM of the training transcripts
+
+    main(["test", *_base(tmp_path), "--ckpt_path", "last"])
+    table = json.loads((run / "per_voice_wer.json").read_text())
+    assert table and all({"voice", "words", "wer"} <= set(row) for row in table)
+
+    capsys.readouterr()
+    main(["export", "--ckpt_path", str(last), "--output", str(tmp_path / "artifact")])
+    report = json.loads(capsys.readouterr().out)
+    assert report["parity"]["onnx"]["max_abs_diff"] < 1e-4
+    meta = json.loads((tmp_path / "artifact" / "metadata.json").read_text())["domain_metadata"]
+    assert meta["sample_rate"] == 16000 and meta["lm_file"] == "lm.json" and meta["decoder"] == "beam"
+
+    main(["infer", "--artifact", str(tmp_path / "artifact"), "--input", str(tmp_path / "data" / "test.jsonl"),
+          "--batch_size", "1"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(rows) == 2 and all(set(r) == {"audio_filepath", "text"} for r in rows)
+    assert all(Path(r["audio_filepath"]).is_file() for r in rows)
+
+    out = tmp_path / "out"
+    out.mkdir()
+    main(["infer", "--artifact", str(tmp_path / "artifact"), "--input", str(tmp_path / "data" / "val"),
+          "--output", str(out)])
+    written = (out / "transcripts.jsonl").read_text().splitlines()
+    assert len(written) == 2
+
+
+def test_python_module_entry_point_help() -> None:
+    out = subprocess.run([sys.executable, "-m", "trident_audio", "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and "trident-audio" in out.stdout
+
+
+@pytest.mark.distributed
+def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
+    (tmp_path / "audio_ddp_probe.py").write_text(PROBE)
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "WANDB_MODE": "disabled",
+        "OMP_NUM_THREADS": "1",
+    }
+    cmd = [sys.executable, "-m", "trident_audio", "fit", *_base(tmp_path), "--preset", "cpu_ddp2",
+           "--trainer.limit_train_batches", "3", "--trainer.callbacks+=audio_ddp_probe.Probe"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    probes = [json.loads((tmp_path / "run" / f"probe-rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(p["world"] == 2 for p in probes)
+    assert probes[0]["weights"] == probes[1]["weights"]  # DDP kept both replicas identical
+    shards = [set(p["files"]) for p in probes]
+    assert shards[0] and shards[1] and not shards[0] & shards[1]  # disjoint shards
+    assert (tmp_path / "run" / "artifact" / "model.onnx").is_file()
