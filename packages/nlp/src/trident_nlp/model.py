@@ -50,8 +50,8 @@ def scratch_encoder(
         num_attention_heads=num_heads,
         intermediate_size=4 * hidden_size,
         max_position_embeddings=max_positions,
-        attn_implementation="eager",
     )
+    config._attn_implementation = "eager"  # plain matmul attention: exports to ONNX with exact parity
     return BertModel(config, add_pooling_layer=False)
 
 
@@ -83,7 +83,8 @@ def build_classifier(
         encoder = scratch_encoder(vocab_size, hidden_size, num_layers, num_heads, max_positions)
     else:
         encoder = pretrained_encoder(backbone)
-    return IntentClassifier(encoder, encoder.config.hidden_size, num_labels, dropout)
+    hidden = int(encoder.config.hidden_size)  # type: ignore[union-attr,arg-type]
+    return IntentClassifier(encoder, hidden, num_labels, dropout)
 
 
 def tiny_classifier(num_labels: int = 3, vocab_size: int = 100) -> IntentClassifier:
