@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import runpy
 import subprocess
@@ -73,7 +74,8 @@ def test_fit_test_export_infer_through_the_cli(tmp_path: Path, capsys: pytest.Ca
     report = json.loads(capsys.readouterr().out)
     assert report["parity"]["onnx"]["max_abs_diff"] < 1e-4
     exported = json.loads((tmp_path / "artifact" / "metadata.json").read_text())["domain_metadata"]
-    assert exported["threshold"] == pytest.approx(threshold)  # chosen on validation, stored, exported
+    # chosen on validation, stored in the checkpoint, exported (-inf, "reject nothing", is exported as null)
+    assert exported["threshold"] == (pytest.approx(threshold) if math.isfinite(threshold) else None)
 
     inputs = tmp_path / "in.txt"
     inputs.write_text("where is my order\ni forgot my password\n")
