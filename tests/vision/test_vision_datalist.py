@@ -73,3 +73,16 @@ def test_missing_datalist_entry_names_the_key(phantoms: Path) -> None:
     path.write_text(json.dumps(raw))
     with pytest.raises(DataError, match=r"broken\.json: \[training\[1\]\.label\] file not found"):
         read_datalist(path)
+
+
+def test_mni152_brain_subjects_from_the_nilearn_wheel(tmp_path: Path) -> None:
+    from trident_vision.defaults import BRAIN_LABELS, build_mni152
+
+    build_mni152(tmp_path, {"training": (2, 100), "validation": (0, 200), "test": (1, 300)})
+    datalist = read_datalist(tmp_path / "dataset.json")
+    assert datalist.labels == [BRAIN_LABELS[str(i)] for i in range(3)]
+    first, second = (nib.load(e["label"]) for e in datalist.training)
+    counts = np.bincount(np.asarray(first.dataobj).ravel(), minlength=3)
+    assert counts[1] > 10_000 and counts[2] > 10_000  # grey and white matter
+    assert not np.allclose(first.affine, second.affine)  # augmented subjects differ
+    check_case(datalist.test[0], num_classes=3)

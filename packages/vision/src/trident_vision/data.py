@@ -14,7 +14,6 @@ from typing import Any
 
 from trident_core.data import TridentDataModule, build_once, seeded_split
 from trident_core.errors import ConfigError, DataError
-
 from trident_vision.datalist import Datalist, check_case, find_pairs, image_channels, read_datalist
 from trident_vision.defaults import BRAIN_LABELS, BUILDERS, PHANTOM_LABELS
 from trident_vision.transforms import eval_transforms, make_preprocessing, train_transforms

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from trident_core.errors import DataError
 
 SPLITS = ("training", "validation", "test")

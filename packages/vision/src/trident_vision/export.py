@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from trident_core.artifact import Artifact, load_artifact
 from trident_core.errors import ArtifactError, DataError
-
 from trident_vision.datalist import case_name, check_image, is_nifti, read_datalist
 
 _REQUIRED = ("num_classes", "class_names", "in_channels", "preprocessing", "roi_size", "overlap", "blend_mode")

@@ -11,9 +11,9 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from torch import nn
 from torchmetrics import Metric
+
 from trident_core.errors import ConfigError
 from trident_core.module import LRSchedulerCallable, OptimizerCallable, TaskModule
-
 from trident_vision.model import net_divisor, out_channels
 from trident_vision.overlay import overlay_png
 from trident_vision.transforms import make_preprocessing
