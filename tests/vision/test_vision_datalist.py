@@ -86,3 +86,22 @@ def test_mni152_brain_subjects_from_the_nilearn_wheel(tmp_path: Path) -> None:
     assert counts[1] > 10_000 and counts[2] > 10_000  # grey and white matter
     assert not np.allclose(first.affine, second.affine)  # augmented subjects differ
     check_case(datalist.test[0], num_classes=3)
+
+
+def test_datamodule_on_a_folder_of_pairs_holds_out_validation(tmp_path: Path) -> None:
+    from trident_vision.data import SegmentationDataModule
+
+    for i in range(5):
+        image, label, affine = make_phantom(40 + i)
+        write_nifti(tmp_path / f"c{i}_img.nii.gz", image, affine)
+        write_nifti(tmp_path / f"c{i}_seg.nii.gz", label, affine)
+    data = SegmentationDataModule(image_dir=str(tmp_path), roi_size=(16, 16, 16), spacing=(4.0, 4.0, 4.0),
+                                  cache="none", val_fraction=0.2)
+    assert (data.num_classes, data.in_channels) == (3, 1)
+    splits = data.splits()
+    assert (len(splits["train"]), len(splits["val"])) == (4, 1)
+    assert splits == data.splits()  # seeded: the same every time
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    assert tuple(batch["image"].shape[1:]) == (1, 16, 16, 16)
+    assert batch["image"].shape[0] == data.batch_size * data.num_samples
