@@ -32,7 +32,7 @@ def run(settings: Settings) -> list[Row]:
         names = ["trident-nlp"]
     for name in names:
         arms[f"{name} --help"] = _runner([str(bindir / name), "--help"], cpu, f"{name} --help")
-    timed = interleave(arms, reps=settings.pick(1, 5), warmup=1)
+    timed = interleave(arms, reps=settings.pick(1, 3), warmup=1)
     base = timed["import lightning"]["median"]
     cpu_median = {k: round(statistics.median(v), 3) for k, v in cpu.items()}
     rows = []

@@ -188,8 +188,8 @@ def _nlp_step(net: nn.Module, batch: Any) -> torch.Tensor:
 
 
 def run(settings: Settings) -> list[Row]:
-    steps = settings.pick(12, 150)
-    rounds = settings.pick(1, 3)
+    steps = settings.pick(12, 60)
+    rounds = settings.pick(1, 2)
     root = settings.workdir / "P1"
     common = ["--trainer.enable_progress_bar=false",
               "--trainer.enable_model_summary=false"]

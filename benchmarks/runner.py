@@ -113,6 +113,30 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write(out: Path, machine: str, args: argparse.Namespace, keys: list[str], rows: list[Row]) -> dict[str, Any]:
+    """Write ``<machine>.json`` and ``.md``; with ``--only``, rows of the other benchmarks are kept."""
+    result = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine,
+        "quick": args.quick,
+        "command": "uv run --with accelerate python -m benchmarks" + (f" --only {args.only}" if args.only else "")
+        + (" --quick" if args.quick else ""),
+        "environment": environment(),
+        "load_average": load_average(),
+        "rows": [r.as_dict() for r in rows],
+    }
+    path = out / f"{machine}.json"
+    if args.only and path.is_file():
+        old = json.loads(path.read_text())
+        kept = [r for r in old.get("rows", []) if r["id"] not in keys and old.get("quick") == args.quick]
+        result["rows"] = kept + result["rows"]
+        order = list(BENCHMARKS)
+        result["rows"].sort(key=lambda r: order.index(r["id"]) if r["id"] in order else len(order))
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{machine}.md").write_text(markdown(result))
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--only", default=None, help="comma-separated ids (" + ",".join(BENCHMARKS) + ")")
@@ -136,29 +160,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     machine = args.machine or machine_slug()
     rows: list[Row] = []
+    result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="trident-bench-") as tmp:
         settings = Settings(quick=args.quick, workdir=Path(tmp), threads=threads)
         for key in keys:
             (settings.workdir / key).mkdir(parents=True, exist_ok=True)
             rows += run_one(key, settings)
-    result = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine,
-        "quick": args.quick,
-        "command": "uv run python -m benchmarks" + (f" --only {args.only}" if args.only else "")
-        + (" --quick" if args.quick else ""),
-        "environment": environment(),
-        "load_average": load_average(),
-        "rows": [r.as_dict() for r in rows],
-    }
-    path = out / f"{machine}.json"
-    if args.only and path.is_file():  # keep the rows of benchmarks not re-run
-        old = json.loads(path.read_text())
-        kept = [r for r in old.get("rows", []) if r["id"] not in keys and old.get("quick") == args.quick]
-        result["rows"] = kept + result["rows"]
-        order = list(BENCHMARKS)
-        result["rows"].sort(key=lambda r: order.index(r["id"]) if r["id"] in order else len(order))
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    (out / f"{machine}.md").write_text(markdown(result))
+            result = write(out, machine, args, keys, rows)  # after every section: a crash keeps what ran
     print(markdown(result))
     return result
