@@ -23,7 +23,7 @@ import soundfile as sf
 from trident_audio.text import TextNormalizer
 from trident_audio.transforms import read_audio
 
-CORPUS_VERSION = "1"
+CORPUS_VERSION = "2"
 ESPEAK_TRAIN_VOICES = ("en-us", "en-us+m3", "en+f3", "en-029", "en-gb-x-rp+f2", "en+m7")
 ESPEAK_HELDOUT_VOICES = ("en-gb-scotland+f4",)
 FLITE_TRAIN_VOICES = ("kal16", "awb", "rms")

@@ -229,7 +229,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int = 256, normalizer: dict[str,
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(sentences), model_writer=model, vocab_size=vocab_size, model_type="bpe",
         character_coverage=1.0, bos_id=-1, eos_id=-1, unk_id=0, hard_vocab_limit=False,
-        required_chars="".join(chars), minloglevel=2, num_threads=1,
+        required_chars="".join(chars), minloglevel=2, num_threads=1, normalization_rule_name="identity",
     )
     return BpeTokenizer(model.getvalue(), normalizer)
 
