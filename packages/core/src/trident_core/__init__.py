@@ -13,6 +13,7 @@ _EXPORTS = {
     "TaskModule": "trident_core.module",
     "TridentDataModule": "trident_core.data",
     "BucketSampler": "trident_core.data",
+    "EpochShuffleSampler": "trident_core.data",
     "build_once": "trident_core.data",
     "seeded_split": "trident_core.data",
     "ExportSpec": "trident_core.export",

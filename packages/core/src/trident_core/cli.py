@@ -24,8 +24,10 @@ from lightning.pytorch.callbacks import (
     RichProgressBar,
 )
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from trident_core.callbacks import ExportOnFitEnd, NonFiniteGuard, Throughput
+from trident_core.checkpoint_io import AtomicCheckpointIO
 from trident_core.domain import DomainSpec, load_object
 from trident_core.errors import CheckpointError, ConfigError, TridentError
 from trident_core.export import export_checkpoint, load_checkpoint
@@ -102,6 +104,15 @@ class TridentCLI(LightningCLI):
         for source, target in self.spec.links:
             parser.link_arguments(source, target, apply_on="instantiate")
 
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads the checkpoint's hyperparameters into the config before any hook of ours runs; vet
+        # the file first so a hostile or corrupt checkpoint is a CheckpointError, not an unpickling traceback.
+        subcommand = self.config.get("subcommand")
+        ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt and Path(ckpt).is_file():
+            load_checkpoint(ckpt)
+        super()._parse_ckpt_path()
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
         root = Path(config.trainer.default_root_dir)
@@ -113,6 +124,8 @@ class TridentCLI(LightningCLI):
         if wandb_logger and logger.init_args.get("save_dir") is None:
             logger.init_args.save_dir = str(root)
         preflight(root)
+        if os.environ.get("LOCAL_RANK", "0") == "0":
+            remove_partial_saves(Path(config.checkpoint.dirpath), Path(config.last_checkpoint.dirpath))
         ckpt = config.get("ckpt_path")
         last = Path(config.last_checkpoint.dirpath) / "last.ckpt"
         if self.subcommand == "fit" and not ckpt and last.is_file():
@@ -146,6 +159,8 @@ class TridentCLI(LightningCLI):
         # `trainer.checkpoint_callback` (and `ckpt_path="best"`) mean the ModelCheckpoint.
         on_exception = [cb for cb in trainer.callbacks if isinstance(cb, OnExceptionCheckpoint)]
         trainer.callbacks = [cb for cb in trainer.callbacks if cb not in on_exception] + on_exception
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # leave DeepSpeed/FSDP/async IO alone
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
 
 
@@ -185,6 +200,13 @@ def preflight(root: Path) -> None:
             f"{root}: only {free / 1024**2:.0f} MiB free, at least {needed / 1024**2:.0f} MiB are needed for "
             "checkpoints and artifacts; free some space or set --trainer.default_root_dir elsewhere"
         )
+
+
+def remove_partial_saves(*folders: Path) -> None:
+    """Delete the temporary files of checkpoint saves that a killed run left behind (see AtomicCheckpointIO)."""
+    for folder in set(folders):
+        for tmp in folder.glob(".*.ckpt.tmp-*") if folder.is_dir() else []:
+            tmp.unlink(missing_ok=True)
 
 
 def resolve_checkpoint(ckpt: str, dirpath: Path) -> Path:

@@ -6,13 +6,13 @@ import fcntl
 import math
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence, Sized
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
 from trident_core.errors import ConfigError
 
@@ -76,21 +76,55 @@ class TridentDataModule(LightningDataModule):
         sampler: Sampler[int] | None = None,
         drop_last: bool = False,
     ) -> DataLoader[Any]:
-        """A DataLoader with this module's loader settings and a seeded shuffling generator."""
+        """A DataLoader with this module's loader settings.
+
+        ``shuffle=True`` (without a ``sampler``) shuffles with an :class:`EpochShuffleSampler`: the order of
+        epoch ``e`` depends only on ``seed`` and ``e``, so a run resumed from an epoch-end checkpoint sees the
+        same batches as one that was never interrupted.
+        """
         workers = self.num_workers
-        generator = torch.Generator().manual_seed(self.seed) if shuffle and sampler is None else None
+        order: dict[str, Any] = {"sampler": sampler, "shuffle": False}
+        if shuffle and sampler is None:
+            # no `shuffle` kwarg: Lightning then reads the RandomSampler subclass as shuffled and, under DDP,
+            # swaps in a shuffling DistributedSampler (which is epoch-seeded too)
+            order = {"sampler": EpochShuffleSampler(dataset, seed=self.seed)}  # type: ignore[arg-type]
         return DataLoader(
             dataset,
             batch_size=batch_size or self.batch_size,
-            shuffle=shuffle if sampler is None else False,
-            sampler=sampler,
+            **order,
             collate_fn=collate_fn,
             num_workers=workers,
             persistent_workers=self.persistent_workers and workers > 0,
             pin_memory=self.pin_memory,
             drop_last=drop_last,
-            generator=generator,
         )
+
+
+class EpochShuffleSampler(RandomSampler):
+    """A random order per epoch that depends only on ``seed + epoch``: reproducible after a kill and resume.
+
+    A ``RandomSampler`` with a generator continues that generator's stream from epoch to epoch; a resumed
+    process starts a fresh stream and so would train on other batches than the run it replaces. Lightning
+    calls :meth:`set_epoch` before every epoch; iterating again without it moves on to the next epoch's order.
+
+    Args:
+        data_source: The dataset (only its length is used).
+        seed: Base seed.
+    """
+
+    def __init__(self, data_source: Sized, seed: int = 0) -> None:
+        super().__init__(data_source)  # type: ignore[arg-type]
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration use the order of ``epoch``."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
 
 
 def seeded_split(items: Sequence[T], fractions: Sequence[float], seed: int) -> list[list[T]]:
