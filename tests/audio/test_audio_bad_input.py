@@ -158,3 +158,19 @@ def test_fuzzed_manifest_lines_never_crash(tmp_path: Path, raw: bytes) -> None:
         assert err.line is not None or "no utterances" in str(err)
     else:
         pytest.fail(f"accepted {raw!r} as {utts}")
+
+
+def test_bad_config_values_are_config_errors(tmp_path: Path) -> None:
+    from trident_audio.data import SpeechDataModule
+    from trident_audio.model import tiny_encoder
+    from trident_audio.module import SpeechModule
+    from trident_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.decoder"):
+        SpeechModule(tiny_encoder(), decoder="viterbi")
+    with pytest.raises(ConfigError, match="data.tokenizer"):
+        SpeechDataModule(tokenizer="words")
+    with pytest.raises(ConfigError, match="val_manifest"):
+        SpeechDataModule(train_manifest=str(tmp_path / "t.jsonl"))
+    with pytest.raises(ConfigError, match="min_duration"):
+        SpeechDataModule(min_duration=5, max_duration=1)

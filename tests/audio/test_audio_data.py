@@ -95,3 +95,23 @@ def test_default_corpus_is_built_with_held_out_sentences_and_voice(corpus: Path)
     assert all(0.3 < u.duration < 15 for u in utts)
     wave = read_audio(utts[0].audio_path, 16000)
     assert np.abs(wave).max() > 0.01
+
+
+def test_bpe_tokenizer_is_trained_on_training_texts_and_sizes_the_head(
+    tmp_path: Path, write_wav: Callable[..., Path], write_manifest: Callable[..., Path]
+) -> None:
+    from trident_audio.model import tiny_encoder
+    from trident_audio.module import SpeechModule
+
+    write_wav(tmp_path / "a.wav", seconds=0.3)
+    rows = [{"audio_filepath": "a.wav", "text": f"please check order {i} for {name}"}
+            for i, name in enumerate(["anna", "ben", "carl", "dora"] * 10)]
+    train = write_manifest(tmp_path / "train.jsonl", rows)
+    dm = SpeechDataModule(train_manifest=str(train), val_manifest=str(train), tokenizer="bpe", bpe_vocab_size=50)
+    config = dm.tokenizer_config
+    assert config["kind"] == "bpe"
+    module = SpeechModule(tiny_encoder(), tokenizer=config)
+    assert module.head.out_features == dm.tokenizer.vocab_size
+    dm.setup("fit")
+    utt = dm.datasets["train"].utterances[0]
+    assert dm.tokenizer.decode(utt.tokens) == utt.text == "please check order zero for anna"
