@@ -84,6 +84,9 @@ class StepTimer(Callback):
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         self.losses.append(float(outputs["loss"]))
 
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        torch.manual_seed(0)  # same dropout draws as the plain loop, which seeds at the same point
+
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         self.starts.append(time.perf_counter())
 
@@ -109,6 +112,7 @@ def _plain_loop(
     optimizer = torch.optim.AdamW(module.param_groups(), lr=1e-3, weight_decay=0.01)
     scheduler = warmup_cosine(optimizer, steps, int(steps * module.warmup_ratio))
     module.train()
+    torch.manual_seed(0)
     starts, losses = [], []
     done = 0
     while done < steps:
@@ -132,15 +136,19 @@ def _intervals(starts: list[float]) -> list[float]:
 
 
 def _compare(name: str, spec: DomainSpec, args: list[str], steps: int, rounds: int, step_fn: Any,
-             loader_of: Any, root: Path) -> Row:
+             loader_of: Any, root: Path, ablate: bool = False) -> Row:
     ratios, trident_steps, plain_steps, loss_diffs, rss = [], [], [], [], {"trident": 0.0, "plain": 0.0}
     first = {}
+    unguarded: list[float] = []
     for _ in range(rounds):
         timer = StepTimer()
         plain: dict[str, list[float]] = {}
 
         def before_fit(cli: Any, timer: StepTimer = timer, plain: dict[str, list[float]] = plain) -> None:
             cli.trainer.callbacks.append(timer)
+            for layer in cli.model.modules():  # dropout off in both arms, so equal steps give equal losses
+                if isinstance(layer, nn.Dropout):
+                    layer.p = 0.0
             baseline = copy.deepcopy(cli.model)
             cli.datamodule.prepare_data()
             cli.datamodule.setup("fit")
@@ -154,6 +162,19 @@ def _compare(name: str, spec: DomainSpec, args: list[str], steps: int, rounds: i
         run_dir = root / f"run{next(_RUNS)}"
         _run_cli(spec, [*args, f"--trainer.max_steps={steps}", f"--trainer.default_root_dir={run_dir}"], before_fit)
         rss["trident"] = max(rss["trident"], peak_rss_mb() or 0)
+        if ablate:  # Trident again without the NonFiniteGuard callback: what the guard costs per step
+            from trident_core.callbacks import NonFiniteGuard
+
+            no_guard = StepTimer()
+
+            def drop_guard(cli: Any, no_guard: StepTimer = no_guard) -> None:
+                cli.trainer.callbacks = [c for c in cli.trainer.callbacks if not isinstance(c, NonFiniteGuard)]
+                cli.trainer.callbacks.append(no_guard)
+
+            run_dir = root / f"run{next(_RUNS)}"
+            _run_cli(spec, [*args, f"--trainer.max_steps={steps}", f"--trainer.default_root_dir={run_dir}"],
+                     drop_guard)
+            unguarded.append(statistics.median(_intervals(no_guard.starts)))
         plain_starts, plain_losses = plain["starts"], plain["losses"]
         t = statistics.median(_intervals(timer.starts))
         p = statistics.median(_intervals(plain_starts))
@@ -171,10 +192,14 @@ def _compare(name: str, spec: DomainSpec, args: list[str], steps: int, rounds: i
         ratio_def="trident / baseline step time (lower is better)", target="<= 1.02, equal losses",
         met=ratio <= 1.02 and max(loss_diffs) < 1e-4, command=COMMAND,
         notes=f"{steps} steps x {rounds} rounds, median step interval after {WARMUP_STEPS} warm-up steps, median of "
-        f"per-round ratios; largest per-step loss difference {max(loss_diffs):.2e}; peak RSS MiB plain "
-        f"{rss['plain']:.0f} / Trident {rss['trident']:.0f}",
+        f"per-round ratios; 1 intra-op thread in both arms; dropout off in both; largest per-step loss difference "
+        f"{max(loss_diffs):.2e}; "
+        + (f"Trident without NonFiniteGuard {statistics.median(unguarded) * 1e3:.2f} ms/step; " if unguarded else "")
+        + f"peak RSS MiB plain {rss['plain']:.0f} / Trident {rss['trident']:.0f}",
         extra={"ratios": ratios, "trident_ms": [x * 1e3 for x in trident_steps],
-               "plain_ms": [x * 1e3 for x in plain_steps], "max_loss_diff": loss_diffs, **first, "rss_mb": rss},
+               "plain_ms": [x * 1e3 for x in plain_steps],
+               "trident_without_guard_ms": [x * 1e3 for x in unguarded], "max_loss_diff": loss_diffs, **first,
+               "rss_mb": rss},
     )
 
 
@@ -188,13 +213,24 @@ def _nlp_step(net: nn.Module, batch: Any) -> torch.Tensor:
 
 
 def run(settings: Settings) -> list[Row]:
-    steps = settings.pick(12, 60)
+    steps = settings.pick(12, 40)
     rounds = settings.pick(1, 2)
+    threads = torch.get_num_threads()
+    # one intra-op thread in both arms: on the shared 2-core machine, 2-thread step times are dominated by
+    # threads waiting for each other under the other users' load, which hides the framework's own overhead
+    torch.set_num_threads(1)
+    try:
+        return _run_both(settings, steps, rounds)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_both(settings: Settings, steps: int, rounds: int) -> list[Row]:
     root = settings.workdir / "P1"
     common = ["--trainer.enable_progress_bar=false",
               "--trainer.enable_model_summary=false"]
     rows = [_compare("small MLP (256-512-512-10, batch 128)", MLP_DOMAIN, common, steps, rounds, _mlp_step,
-                     lambda dm: dm.train_dataloader(), root)]
+                     lambda dm: dm.train_dataloader(), root, ablate=True)]
     from trident_nlp.cli import DOMAIN as NLP
 
     nlp_args = ["--config", "debug", *common, f"--data.data_dir={root}/nlp_data", "--trainer.limit_train_batches=1.0",
