@@ -33,6 +33,7 @@ _EXPORTS = {
     "ExportError": "trident_core.errors",
     "ArtifactError": "trident_core.errors",
     "CheckpointError": "trident_core.errors",
+    "ResourceError": "trident_core.errors",
 }
 
 __all__ = sorted(_EXPORTS)

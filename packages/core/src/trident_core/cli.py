@@ -26,10 +26,11 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from trident_core.callbacks import ExportOnFitEnd, NonFiniteGuard, Throughput
+from trident_core.callbacks import ExportOnFitEnd, NonFiniteGuard, OutOfMemoryHint, Throughput
+from trident_core.callbacks.out_of_memory_hint import is_out_of_memory
 from trident_core.checkpoint_io import AtomicCheckpointIO
 from trident_core.domain import DomainSpec, load_object
-from trident_core.errors import CheckpointError, ConfigError, TridentError
+from trident_core.errors import CheckpointError, ConfigError, ResourceError, TridentError
 from trident_core.export import export_checkpoint, load_checkpoint
 from trident_core.tracking import ConfigToLogger, TridentWandbLogger
 
@@ -154,6 +155,8 @@ class TridentCLI(LightningCLI):
             callbacks.append(OnExceptionCheckpoint(dirpath=dirpath, filename="on_exception"))
         if not has(Throughput):
             callbacks.append(Throughput())
+        if not has(OutOfMemoryHint):
+            callbacks.insert(0, OutOfMemoryHint())  # first, so it has seen the batch before any other hook fails
         trainer = super().instantiate_trainer(callbacks=callbacks, **kwargs)
         # OnExceptionCheckpoint is a Checkpoint too; keep it behind ModelCheckpoint so that
         # `trainer.checkpoint_callback` (and `ckpt_path="best"`) mean the ModelCheckpoint.
@@ -303,7 +306,13 @@ def run_domain(spec: DomainSpec, args: list[str] | None = None, *, exit_on_error
         if argv[:1] == ["infer"]:
             _infer_main(spec, argv[1:])
             return None
-        return TridentCLI(spec, expand_args(spec, argv))
+        try:
+            return TridentCLI(spec, expand_args(spec, argv))
+        except RuntimeError as err:
+            if not is_out_of_memory(err):
+                raise
+            notes = getattr(err, "__notes__", None)
+            raise ResourceError(notes[-1] if notes else f"out of memory: {err}") from err
     except TridentError as err:
         if not exit_on_error:
             raise

@@ -51,3 +51,7 @@ class ArtifactError(TridentError):
 
 class CheckpointError(TridentError):
     """A checkpoint that is missing, unreadable or refused by the safe loader."""
+
+
+class ResourceError(TridentError):
+    """The run needs more memory (or disk) than the machine has for this configuration; says what to change."""
