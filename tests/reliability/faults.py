@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,18 @@ class KillAtStep(Callback):
 
 
 class ExitRankAtStep(Callback):
-    """``os._exit(3)`` on one rank at one step: a rank that dies without telling the others."""
+    """``os._exit(3)`` on one rank at one step: a rank that dies without telling the others. The time of death
+    goes to ``stamp`` (if given)."""
 
-    def __init__(self, rank: int, step: int) -> None:
+    def __init__(self, rank: int, step: int, stamp: str | None = None) -> None:
         self.rank = rank
         self.step = step
+        self.stamp = stamp
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         if trainer.global_rank == self.rank and trainer.global_step == self.step:
+            if self.stamp:
+                Path(self.stamp).write_text(repr(time.time()))
             os._exit(3)
 
 
