@@ -60,12 +60,15 @@ def pretrained_encoder(backbone: str) -> nn.Module:
     from transformers import AutoModel
 
     location = pretrained_location(backbone)
-    return AutoModel.from_pretrained(
+    encoder = AutoModel.from_pretrained(
         location,
         local_files_only=Path(location).is_dir(),
         attn_implementation="eager",
         add_pooling_layer=False,
     )
+    # from_pretrained returns eval mode, and Lightning >= 2.6 keeps a module's mode at fit start: without this,
+    # dropout would stay off during fine-tuning.
+    return encoder.train()
 
 
 def build_classifier(
