@@ -128,12 +128,14 @@ class TridentCLI(LightningCLI):
         if os.environ.get("LOCAL_RANK", "0") == "0":
             remove_partial_saves(Path(config.checkpoint.dirpath), Path(config.last_checkpoint.dirpath))
         ckpt = config.get("ckpt_path")
-        last = Path(config.last_checkpoint.dirpath) / "last.ckpt"
-        if self.subcommand == "fit" and not ckpt and last.is_file():
+        folder = Path(config.last_checkpoint.dirpath)
+        earlier = [p for p in (folder / "last.ckpt", folder / "on_exception.ckpt") if p.is_file()]
+        if self.subcommand == "fit" and not ckpt and earlier:
             # Lightning would silently resume from it (OnExceptionCheckpoint makes `ckpt_path=None` mean "last")
             raise ConfigError(
-                f"{last} exists: this folder holds an earlier run. Resume it with `--ckpt_path last`, or start a "
-                "new run with another --trainer.default_root_dir (or delete the folder)"
+                f"{earlier[0]} exists: this folder holds an earlier run. Resume it with `--ckpt_path last` (or "
+                f"`--ckpt_path {earlier[-1]}`), or start a new run with another --trainer.default_root_dir "
+                "(or delete the folder)"
             )
         if ckpt:
             config.ckpt_path = str(resolve_checkpoint(ckpt, Path(config.checkpoint.dirpath)))
@@ -299,6 +301,13 @@ def run_domain(spec: DomainSpec, args: list[str] | None = None, *, exit_on_error
     argv = list(sys.argv[1:] if args is None else args)
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=r".*predict_dataloader.*")
+    # Noise that says nothing to a Trident user: the CLI passes rewritten argv as `args` on purpose, fresh
+    # fits never resume implicitly (checked in before_instantiate_classes), and FLOPs need a GPU to matter.
+    warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is intended.*")
+    warnings.filterwarnings("ignore", message=r".*was called without a model.*")
+    warnings.filterwarnings("ignore", message=r".*there is no last checkpoint available.*")
+    warnings.filterwarnings("ignore", message=r".*you need to define a `flops_per_batch`.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
     try:
         if argv[:1] == ["export"]:
             _export_main(spec, argv[1:])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,7 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.data import extract_batch_size
 from torch import nn
 from torchmetrics import MetricCollection
 
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 _INJECTED = ["net", "optimizer", "scheduler"]
+log = logging.getLogger(__name__)
 
 
 class TaskModule(LightningModule):
@@ -98,6 +101,25 @@ class TaskModule(LightningModule):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> int | None:
+        """Skip a training batch of one sample when the network has BatchNorm (its statistics need two or more;
+        PyTorch raises on one). Such a batch is the remainder at the end of an epoch, so Lightning's ``-1``
+        ("skip the rest of this epoch") skips exactly it. Subclasses that override this call ``super()``."""
+        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in self.modules()):
+            return None
+        try:
+            size = extract_batch_size(batch)
+        except Exception:  # batches without tensors: nothing to judge
+            return None
+        if size != 1:
+            return None
+        log.warning(
+            "skipping a training batch of 1 sample at step %d (batch %d): BatchNorm cannot train on one sample; "
+            "set data.batch_size so the dataset does not leave a remainder of 1",
+            self.trainer.global_step if self._trainer is not None else -1, batch_idx,
+        )
+        return -1
 
     def export_spec(self) -> ExportSpec:
         """What to export and how to check it; every domain implements this."""

@@ -24,16 +24,18 @@ class ExportOnFitEnd(Callback):
         output: Artifact folder; default ``<trainer.default_root_dir>/artifact``.
         use_best: Export the best checkpoint of the ModelCheckpoint callback when there is one.
         domain: Domain name written into the metadata.
+        enabled: ``False`` skips the export (quick debug runs); ``trident-<domain> export`` can do it later.
     """
 
-    def __init__(self, output: str | None = None, use_best: bool = True, domain: str = "") -> None:
+    def __init__(self, output: str | None = None, use_best: bool = True, domain: str = "", enabled: bool = True) -> None:
+        self.enabled = enabled
         self.output = output
         self.use_best = use_best
         self.domain = domain
         self.result: ExportResult | None = None
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.is_global_zero or trainer.interrupted:
+        if not self.enabled or not trainer.is_global_zero or trainer.interrupted:
             return
         output = Path(self.output or Path(trainer.default_root_dir) / "artifact")
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
