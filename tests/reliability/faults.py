@@ -75,3 +75,15 @@ class SaveWeights(Callback):
         if trainer.global_rank == 0:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             torch.save({k: v.detach().clone() for k, v in pl_module.state_dict().items()}, self.path)
+
+
+class BatchNormMLP(torch.nn.Module):
+    """The toy MLP with a BatchNorm over features: PyTorch refuses to train it on a batch of one sample."""
+
+    def __init__(self, in_features: int = 8, hidden: int = 32, num_classes: int = 3) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(in_features, hidden), torch.nn.BatchNorm1d(hidden),
+                                        torch.nn.ReLU(), torch.nn.Linear(hidden, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
