@@ -100,3 +100,9 @@ def test_fresh_fit_refuses_to_overwrite_an_earlier_run(tmp_path: Path, capsys: p
         main(["fit", "--config", "debug", *_args(tmp_path)])
     assert "holds an earlier run. Resume it with `--ckpt_path last`" in capsys.readouterr().err
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").read_bytes() == before
+
+
+def test_export_on_fit_end_can_be_switched_off(tmp_path: Path) -> None:
+    run_domain(DOMAIN, ["fit", "--config", "debug", *_args(tmp_path), "--export_on_fit_end.enabled", "false"])
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    assert not (tmp_path / "run" / "artifact").exists()

@@ -27,7 +27,9 @@ class ExportOnFitEnd(Callback):
         enabled: ``False`` skips the export (quick debug runs); ``trident-<domain> export`` can do it later.
     """
 
-    def __init__(self, output: str | None = None, use_best: bool = True, domain: str = "", enabled: bool = True) -> None:
+    def __init__(
+        self, output: str | None = None, use_best: bool = True, domain: str = "", enabled: bool = True
+    ) -> None:
         self.enabled = enabled
         self.output = output
         self.use_best = use_best
