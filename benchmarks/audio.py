@@ -54,7 +54,7 @@ def run(settings: Settings) -> list[Row]:
                 transcriber.tokenizer.decode(greedy_decode(log_probs[0, : int(lengths[0])].numpy(),
                                                            blank=transcriber.tokenizer.blank))
 
-        reps = settings.pick(1, 7)
+        reps = settings.pick(1, 5)
         timed = interleave({"eager": eager, "onnx": onnx}, reps=reps, warmup=1)
         rtf_eager = timed["eager"]["median"] / seconds
         rtf_onnx = timed["onnx"]["median"] / seconds

@@ -55,7 +55,7 @@ def run(settings: Settings) -> list[Row]:
     texts = [r.text for r in dm.records["test"]]
     rows = []
     for batch_size in (1, 32):
-        n_batches = settings.pick(2, 40 if batch_size == 1 else 8)
+        n_batches = settings.pick(2, 20 if batch_size == 1 else 4)
         batches = [texts[i * batch_size : (i + 1) * batch_size] for i in range(n_batches)]
 
         def onnx(batches: list[list[str]] = batches) -> None:
@@ -73,12 +73,12 @@ def run(settings: Settings) -> list[Row]:
             ids, mask = encoder.pad(encoder.encode(batches[0]))
             want = net(torch.tensor(ids), torch.tensor(mask)).numpy()
         diff = float(np.abs(got - want).max())
-        timed = interleave({"eager": eager, "onnx": onnx}, reps=settings.pick(1, 5), warmup=1)
+        timed = interleave({"eager": eager, "onnx": onnx}, reps=settings.pick(1, 3), warmup=1)
         scale = 1e3 / n_batches
         rows.append(speedup_row(
             "P3", f"NLP inference latency per batch, batch {batch_size} ({dm.backbone})", "PyTorch eager (SDPA)",
             timed["eager"]["median"], timed["onnx"]["median"], "ms/batch", 2.0, COMMAND, scale=scale,
-            notes=f"tokenization included in both; {n_batches} batches x {settings.pick(1, 5)} interleaved reps, "
+            notes=f"tokenization included in both; {n_batches} batches x {settings.pick(1, 3)} interleaved reps, "
             f"median; max |logit diff| {diff:.1e}; peak RSS MiB eager {timed['eager']['rss_mb']} / onnxruntime "
             f"{timed['onnx']['rss_mb']}",
             extra={"timings": timed},

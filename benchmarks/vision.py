@@ -36,7 +36,7 @@ def run_inference(settings: Settings) -> list[Row]:
     artifact_dir = settings.workdir / "P4b" / "artifact"
     export_artifact(module.export_spec(), artifact_dir, domain="vision")
     artifact = load_artifact(artifact_dir, threads=settings.threads)
-    shape = settings.pick((48, 48, 48), (128, 128, 96))
+    shape = settings.pick((48, 48, 48), (96, 96, 96))
     image = torch.randn(1, 1, *shape, generator=torch.Generator().manual_seed(0))
     net = module.net.eval()
     sw, overlap, mode = module.sw_batch_size, module.overlap, module.blend_mode
@@ -52,7 +52,7 @@ def run_inference(settings: Settings) -> list[Row]:
         with torch.inference_mode():
             sliding_window_inference(image, roi, sw, net, overlap=overlap, mode=mode)
 
-    reps = settings.pick(1, 5)
+    reps = settings.pick(1, 3)
     timed = interleave({"eager": eager, "onnx": onnx}, reps=reps, warmup=1)
     return [speedup_row(
         "P4b", f"vision sliding-window inference, one {'x'.join(map(str, shape))} volume, roi {roi[0]}^3",
