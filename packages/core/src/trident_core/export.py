@@ -276,8 +276,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         data = torch.load(ckpt, map_location="cpu", weights_only=True)
     except Exception as err:
+        # some errors (EOFError on an empty or truncated file) carry no message at all
+        reason = (str(err).splitlines() or [""])[0] or f"{type(err).__name__} (empty or truncated file)"
         raise CheckpointError(
-            f"{ckpt}: refused by the safe loader (weights_only=True): {str(err).splitlines()[0]}. "
+            f"{ckpt}: refused by the safe loader (weights_only=True): {reason}. "
             "Only load checkpoints you trust; Trident never unpickles arbitrary objects."
         ) from None
     if not isinstance(data, dict) or "state_dict" not in data:
