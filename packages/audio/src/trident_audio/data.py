@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from trident_audio.text import OutOfVocabularyError, TextNormalizer, Tokenizer, tokenizer_from_dict, train_bpe
@@ -349,7 +348,3 @@ class SpeechDataModule(TridentDataModule):
     def test_dataloader(self) -> DataLoader[Any]:
         return self._eval_loader("test")
 
-
-def batch_to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Move the tensors of a batch (used outside Lightning, e.g. in inference helpers)."""
-    return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
