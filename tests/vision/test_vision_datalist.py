@@ -105,3 +105,14 @@ def test_datamodule_on_a_folder_of_pairs_holds_out_validation(tmp_path: Path) ->
     batch = next(iter(data.train_dataloader()))
     assert tuple(batch["image"].shape[1:]) == (1, 16, 16, 16)
     assert batch["image"].shape[0] == data.batch_size * data.num_samples
+
+
+def test_disk_cache_persists_preprocessed_volumes(phantoms: Path, tmp_path: Path) -> None:
+    from trident_vision.data import SegmentationDataModule
+
+    data = SegmentationDataModule(datalist=str(phantoms / "dataset.json"), roi_size=(16, 16, 16),
+                                  spacing=(4.0, 4.0, 4.0), cache="disk", cache_dir=str(tmp_path / "cache"))
+    data.setup("validate")
+    item = data.datasets["val"][0]
+    assert item["image"].shape == item["label"].shape
+    assert any((tmp_path / "cache").iterdir())

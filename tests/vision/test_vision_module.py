@@ -71,3 +71,16 @@ def test_class_mean_skips_empty_classes() -> None:
     metric.update(torch.tensor([[0.5, float("nan")], [1.0, 0.25]]))
     metric.update(torch.tensor([[float("inf"), 0.75]]))
     assert np.allclose(metric.compute().numpy(), [0.75, 0.5])
+
+
+def test_other_monai_networks_plug_in_by_class() -> None:
+    from monai.networks.nets import SegResNet
+
+    net = SegResNet(spatial_dims=3, in_channels=1, out_channels=3, init_filters=8, blocks_down=(1, 1, 1),
+                    blocks_up=(1, 1))
+    assert net_divisor(net) == 4
+    with pytest.raises(ConfigError, match="multiples of 4"):
+        SegmentationModule(net, num_classes=3, roi_size=(18, 16, 16))
+    module = SegmentationModule(net, num_classes=3, roi_size=(16, 16, 16)).eval()
+    with torch.no_grad():
+        assert module.sliding_window(torch.randn(1, 1, 20, 17, 16)).shape == (1, 3, 20, 17, 16)
