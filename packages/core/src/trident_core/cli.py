@@ -26,7 +26,7 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from trident_core.callbacks import ExportOnFitEnd, NonFiniteGuard, OutOfMemoryHint, Throughput
+from trident_core.callbacks import ExportOnFitEnd, NonFiniteGuard, OutOfMemoryHint, RngState, Throughput
 from trident_core.callbacks.out_of_memory_hint import is_out_of_memory
 from trident_core.checkpoint_io import AtomicCheckpointIO
 from trident_core.domain import DomainSpec, load_object
@@ -157,6 +157,8 @@ class TridentCLI(LightningCLI):
             callbacks.append(OnExceptionCheckpoint(dirpath=dirpath, filename="on_exception"))
         if not has(Throughput):
             callbacks.append(Throughput())
+        if not has(RngState):
+            callbacks.append(RngState())
         if not has(OutOfMemoryHint):
             callbacks.insert(0, OutOfMemoryHint())  # first, so it has seen the batch before any other hook fails
         trainer = super().instantiate_trainer(callbacks=callbacks, **kwargs)
