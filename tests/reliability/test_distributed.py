@@ -24,6 +24,7 @@ def _ddp(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
     cmd = [sys.executable, "-m", "toydomain", "fit", "--config", "debug", "--preset", "cpu_ddp2",
            "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "ddp"),
+           "--export_on_fit_end.enabled", "false",
            "--data.data_dir", str(tmp_path / "data"), *extra]
     return subprocess.Popen(cmd, env=env, cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -46,6 +47,7 @@ def test_ddp_matches_single_process(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
     single = run_domain(DOMAIN, ["fit", "--config", "debug", "--trainer.enable_progress_bar", "false",
+                                 "--export_on_fit_end.enabled", "false",
                                  "--trainer.default_root_dir", str(tmp_path / "single"),
                                  "--data.data_dir", str(tmp_path / "data")])
     assert single is not None

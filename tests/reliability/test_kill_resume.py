@@ -35,6 +35,7 @@ EPOCHS = 3
 def _args(tmp_path: Path, name: str) -> list[str]:
     return ["fit", "--config", "debug", "--trainer.deterministic", "true", "--trainer.max_epochs", str(EPOCHS),
             "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / name),
+            "--export_on_fit_end.enabled", "false",
             "--data.data_dir", str(tmp_path / "data")]
 
 
@@ -52,16 +53,19 @@ def _toy(tmp_path: Path, name: str, *extra: str, timeout: float = 120) -> subpro
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_step_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
-    step = random.randrange(STEPS_PER_EPOCH, STEPS_PER_EPOCH * EPOCHS)  # after the first epoch-end checkpoint
-    want = _weights(tmp_path, "reference")
+@pytest.mark.parametrize("limit", [None, 8])
+def test_sigkill_at_random_step_then_resume_matches_uninterrupted(tmp_path: Path, limit: int | None) -> None:
+    extra = [] if limit is None else ["--trainer.limit_train_batches", str(limit)]
+    steps = STEPS_PER_EPOCH if limit is None else limit
+    step = random.randrange(steps, steps * EPOCHS)  # after the first epoch-end checkpoint
+    want = _weights(tmp_path, "reference", *extra)
 
-    killed = _toy(tmp_path, "run", "--trainer.callbacks+=faults.KillAtStep", f"--trainer.callbacks.step={step}")
+    killed = _toy(tmp_path, "run", *extra, "--trainer.callbacks+=faults.KillAtStep", f"--trainer.callbacks.step={step}")
     assert killed.returncode == -signal.SIGKILL, f"step {step}: {killed.stderr[-2000:]}"
     last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
-    assert last["global_step"] == step // STEPS_PER_EPOCH * STEPS_PER_EPOCH  # lost less than one epoch
+    assert last["global_step"] == step // steps * steps  # lost less than one epoch
 
-    got = _weights(tmp_path, "run", "--ckpt_path", "last")
+    got = _weights(tmp_path, "run", *extra, "--ckpt_path", "last")
     for key in want:
         torch.testing.assert_close(got[key], want[key], rtol=0, atol=0, msg=f"killed at step {step}: {key}")
 
@@ -135,8 +139,7 @@ def test_cli_saves_checkpoints_atomically(tmp_path: Path) -> None:
     from trident_core.checkpoint_io import AtomicCheckpointIO
 
     cli = run_domain(DOMAIN, [*_args(tmp_path, "run"), "--trainer.max_epochs", "1", "--trainer.limit_train_batches",
-                              "4", "--last_checkpoint.every_n_train_steps", "2", "--export_on_fit_end.output",
-                              str(tmp_path / "artifact")])
+                              "4", "--last_checkpoint.every_n_train_steps", "2"])
     assert cli is not None and isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
     # every N steps as configured: last.ckpt was rewritten at step 2 and 4
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == 4

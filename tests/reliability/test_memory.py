@@ -16,6 +16,7 @@ def _args(tmp_path: Path, max_elements: int) -> list[str]:
     # the simulated limit: a batch above max_elements raises torch.OutOfMemoryError, as CUDA's allocator would
     return ["fit", "--config", "debug", "--trainer.default_root_dir", str(tmp_path / "run"),
             "--data.data_dir", str(tmp_path / "data"), "--trainer.enable_progress_bar", "false",
+            "--export_on_fit_end.enabled", "false",
             "--trainer.callbacks+=faults.MemoryLimit", f"--trainer.callbacks.max_elements={max_elements}"]
 
 

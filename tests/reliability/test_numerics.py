@@ -14,8 +14,8 @@ from trident_core.cli import run_domain
 
 
 def _args(tmp_path: Path) -> list[str]:
-    return ["fit", "--config", "debug", "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir",
-            str(tmp_path / "run"), "--data.data_dir", str(tmp_path / "data")]
+    return ["fit", "--config", "debug", "--trainer.enable_progress_bar", "false", "--export_on_fit_end.enabled",
+            "false", "--trainer.default_root_dir", str(tmp_path / "run"), "--data.data_dir", str(tmp_path / "data")]
 
 
 def test_fp16_gradient_scaler_recovers_from_overflow(tmp_path: Path) -> None:
