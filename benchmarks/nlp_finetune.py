@@ -16,7 +16,7 @@ from typing import Any
 
 from benchmarks.common import Row, Settings, peak_rss_mb, reset_peak_rss
 
-COMMAND = "uv run --with accelerate python -m benchmarks --only P2"
+COMMAND = "uv run python -m benchmarks --only P2"
 BATCH = 32
 MAX_LENGTH = 64
 WARMUP = 2

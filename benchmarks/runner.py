@@ -119,7 +119,7 @@ def write(out: Path, machine: str, args: argparse.Namespace, keys: list[str], ro
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine,
         "quick": args.quick,
-        "command": "uv run --with accelerate python -m benchmarks" + (f" --only {args.only}" if args.only else "")
+        "command": "uv run python -m benchmarks" + (f" --only {args.only}" if args.only else "")
         + (" --quick" if args.quick else ""),
         "environment": environment(),
         "load_average": load_average(),
