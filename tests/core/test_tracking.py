@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import wandb
-from wandb_records import summarize
+from wandb_records import summarize, wait_for_exit
 
 from toydomain import DOMAIN
 from trident_core.cli import run_domain
@@ -26,7 +26,7 @@ def _run_file(tmp_path: Path, run_id: str) -> Path:
         wandb.run.finish()  # flush the run file, as the end of a CLI process does
     found = list((tmp_path / "run" / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
     assert found, f"no offline run file for {run_id}"
-    return found[-1]
+    return wait_for_exit(found[-1])
 
 
 def test_offline_run_holds_metrics_config_and_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -55,3 +55,19 @@ def summarize(path: str | Path) -> dict[str, set[str]]:
         elif kind == "run":
             out["run_ids"].add(record.run.run_id)
     return out
+
+
+def wait_for_exit(path: str | Path, timeout: float = 90.0) -> Path:
+    """Wait until W&B's service has written the run's final ``exit`` record (it flushes asynchronously)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if any(r.WhichOneof("record_type") == "exit" for r in read_records(path)):
+                return Path(path)
+        except Exception:  # a record half-written at this instant; read again
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path}: W&B wrote no exit record within {timeout:.0f}s")
+        time.sleep(0.5)

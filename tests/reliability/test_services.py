@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import wandb
-from wandb_records import summarize
+from wandb_records import summarize, wait_for_exit
 
 from toydomain import DOMAIN, main
 from trident_core.cli import run_domain
@@ -71,7 +71,7 @@ def test_wandb_server_that_dies_mid_connection(tmp_path: Path, monkeypatch: pyte
         wandb.run.finish()
     files = list((tmp_path / "run" / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
     assert files, "no local run file"
-    assert "train/loss" in summarize(files[-1])["history"]
+    assert "train/loss" in summarize(wait_for_exit(files[-1]))["history"]
     assert elapsed < 120, f"a dying W&B server held training up for {elapsed:.0f} s"
     print(f"fit with a W&B server dying mid-connection: {elapsed:.1f} s (init_timeout 15 s)")
 
