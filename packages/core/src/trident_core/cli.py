@@ -92,6 +92,8 @@ class TridentCLI(LightningCLI):
                 "last_checkpoint.save_top_k": 1,
                 "last_checkpoint.save_last": False,
                 "last_checkpoint.enable_version_counter": False,
+                # after validation, so the saved RNG state is the one the next epoch starts from
+                "last_checkpoint.save_on_train_epoch_end": False,
                 "checkpoint.filename": "best-epoch{epoch:03d}-step{step:06d}",
                 "checkpoint.auto_insert_metric_name": False,
                 "export_on_fit_end.domain": self.spec.name,

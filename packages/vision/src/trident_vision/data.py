@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch.utils.data import DistributedSampler
+
 from trident_core.data import TridentDataModule, build_once, seeded_split
 from trident_core.errors import ConfigError, DataError
 from trident_vision.datalist import Datalist, check_case, find_pairs, image_channels, read_datalist
@@ -219,11 +222,10 @@ class SegmentationDataModule(TridentDataModule):
 
     def _loader(self, name: str, shuffle: bool, batch_size: int) -> Any:
         from monai.data import list_data_collate
-        from torch.utils.data import DistributedSampler
 
         dataset = self.datasets[name]
         # one replica: the shard is already this rank's own, Lightning must not split it again
-        sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=shuffle, seed=self.seed)
+        sampler = _EpochSeededSampler(dataset, num_replicas=1, rank=0, shuffle=shuffle, seed=self.seed)
         if self.thread_loader and self.num_workers == 0:
             from monai.data import ThreadDataLoader
 
@@ -246,3 +248,18 @@ class SegmentationDataModule(TridentDataModule):
     def shard_entries(self, name: str) -> Sequence[dict[str, str]]:
         """The entries this rank holds for ``name`` (for inspection and tests)."""
         return self._shard(self.splits()[name])
+
+
+class _EpochSeededSampler(DistributedSampler):
+    """Also reseeds the dataset's random transforms from (seed, epoch, rank) at every epoch.
+
+    MONAI's random transforms keep their own generators, which a checkpoint does not hold; seeding them per
+    epoch makes a run resumed from an epoch-end checkpoint draw the same patches as an uninterrupted one.
+    """
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        transform = getattr(self.dataset, "transform", None)
+        if hasattr(transform, "set_random_state"):
+            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+            transform.set_random_state(seed=(self.seed + 7919 * epoch + 104729 * rank) % 2**32)
