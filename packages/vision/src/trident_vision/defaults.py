@@ -16,6 +16,7 @@ Both are deterministic: the same version writes the same voxels on every machine
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -122,14 +123,10 @@ def _write_datalist(root: Path, name: str, labels: dict[str, str], entries: dict
     (root / "dataset.json").write_text(json.dumps(datalist, indent=2))
 
 
-def build_phantoms(root: Path, splits: dict[str, tuple[int, int]] | None = None) -> None:
-    """Write the synthetic phantom dataset (``imagesTr``/``labelsTr``/``imagesTs``/``labelsTs``) into ``root``.
-
-    Args:
-        root: Output folder (created).
-        splits: ``{split: (count, seed_base)}``; defaults to 16/4/4 cases with disjoint seeds.
-    """
-    splits = splits or PHANTOM_SPLITS
+def _write_decathlon(root: Path, prefix: str, splits: dict[str, tuple[int, int]],
+                     make_case: Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray]], name: str,
+                     labels: dict[str, str]) -> None:
+    """Write ``make_case(seed)`` volumes in the Decathlon layout (``imagesTr``/``labelsTr``/``imagesTs``/...)."""
     entries: dict[str, list[dict[str, str]]] = {}
     for split, (count, seed_base) in splits.items():
         sub = "Ts" if split == "test" else "Tr"
@@ -137,12 +134,22 @@ def build_phantoms(root: Path, splits: dict[str, tuple[int, int]] | None = None)
         (root / f"labels{sub}").mkdir(parents=True, exist_ok=True)
         entries[split] = []
         for i in range(count):
-            image, label, affine = make_phantom(seed_base + i)
-            name = f"phantom_{split[:2]}{i:03d}.nii.gz"
-            _save_nifti(root / f"images{sub}" / name, image, affine)
-            _save_nifti(root / f"labels{sub}" / name, label, affine)
-            entries[split].append({"image": f"./images{sub}/{name}", "label": f"./labels{sub}/{name}"})
-    _write_datalist(root, "TridentPhantoms", PHANTOM_LABELS, entries)
+            image, seg, affine = make_case(seed_base + i)
+            file = f"{prefix}_{split[:2]}{i:03d}.nii.gz"
+            _save_nifti(root / f"images{sub}" / file, image, affine)
+            _save_nifti(root / f"labels{sub}" / file, seg, affine)
+            entries[split].append({"image": f"./images{sub}/{file}", "label": f"./labels{sub}/{file}"})
+    _write_datalist(root, name, labels, entries)
+
+
+def build_phantoms(root: Path, splits: dict[str, tuple[int, int]] | None = None) -> None:
+    """Write the synthetic phantom dataset (``imagesTr``/``labelsTr``/``imagesTs``/``labelsTs``) into ``root``.
+
+    Args:
+        root: Output folder (created).
+        splits: ``{split: (count, seed_base)}``; defaults to 16/4/4 cases with disjoint seeds.
+    """
+    _write_decathlon(root, "phantom", splits or PHANTOM_SPLITS, make_phantom, "TridentPhantoms", PHANTOM_LABELS)
 
 
 def _mni152_volumes() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -180,21 +187,11 @@ def make_brain_subject(seed: int, template: np.ndarray, label: np.ndarray, affin
 
 def build_mni152(root: Path, splits: dict[str, tuple[int, int]] | None = None) -> None:
     """Write the MNI152 brain tissue dataset (augmented subjects of the template) into ``root``."""
-    splits = splits or BRAIN_SPLITS
     template, label, affine = _mni152_volumes()
-    entries: dict[str, list[dict[str, str]]] = {}
-    for split, (count, seed_base) in splits.items():
-        sub = "Ts" if split == "test" else "Tr"
-        (root / f"images{sub}").mkdir(parents=True, exist_ok=True)
-        (root / f"labels{sub}").mkdir(parents=True, exist_ok=True)
-        entries[split] = []
-        for i in range(count):
-            image, seg, aff = make_brain_subject(seed_base + i, template, label, affine)
-            name = f"mni152_{split[:2]}{i:03d}.nii.gz"
-            _save_nifti(root / f"images{sub}" / name, image, aff)
-            _save_nifti(root / f"labels{sub}" / name, seg, aff)
-            entries[split].append({"image": f"./images{sub}/{name}", "label": f"./labels{sub}/{name}"})
-    _write_datalist(root, "TridentMNI152Tissue", BRAIN_LABELS, entries)
+    def subject(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return make_brain_subject(seed, template, label, affine)
+
+    _write_decathlon(root, "mni152", splits or BRAIN_SPLITS, subject, "TridentMNI152Tissue", BRAIN_LABELS)
 
 
 BUILDERS = {"phantoms": build_phantoms, "mni152": build_mni152}
