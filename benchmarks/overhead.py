@@ -106,9 +106,9 @@ def _run_cli(spec: DomainSpec, args: list[str], before_fit: Any) -> Any:
 
 
 def _plain_loop(
-    module: TaskModule, loader: DataLoader[Any], steps: int, step_fn: Any
+    module: TaskModule, loader: DataLoader[Any], steps: int, step_fn: Any, clip: float | None = None
 ) -> tuple[list[float], list[float]]:
-    """What a user writes by hand: the same optimizer, schedule and loss, no framework."""
+    """What a user writes by hand: the same optimizer, schedule, loss and gradient clipping, no framework."""
     optimizer = torch.optim.AdamW(module.param_groups(), lr=1e-3, weight_decay=0.01)
     scheduler = warmup_cosine(optimizer, steps, int(steps * module.warmup_ratio))
     module.train()
@@ -118,8 +118,10 @@ def _plain_loop(
     while done < steps:
         for batch in loader:
             starts.append(time.perf_counter())
-            loss = step_fn(module.net, batch)
+            loss = step_fn(module, batch)
             loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
@@ -139,7 +141,8 @@ def _compare(name: str, spec: DomainSpec, args: list[str], steps: int, rounds: i
              loader_of: Any, root: Path, ablate: bool = False) -> Row:
     ratios, trident_steps, plain_steps, loss_diffs, rss = [], [], [], [], {"trident": 0.0, "plain": 0.0}
     first = {}
-    unguarded: list[float] = []
+    lightning_only: list[float] = []
+    clip: list[float | None] = [None]
     for _ in range(rounds):
         timer = StepTimer()
         plain: dict[str, list[float]] = {}
@@ -154,7 +157,9 @@ def _compare(name: str, spec: DomainSpec, args: list[str], steps: int, rounds: i
             cli.datamodule.setup("fit")
             torch.manual_seed(0)
             reset_peak_rss()
-            plain["starts"], plain["losses"] = _plain_loop(baseline, loader_of(cli.datamodule), steps, step_fn)
+            plain["starts"], plain["losses"] = _plain_loop(baseline, loader_of(cli.datamodule), steps, step_fn,
+                                                           clip=cli.trainer.gradient_clip_val)
+            clip[0] = cli.trainer.gradient_clip_val
             rss["plain"] = max(rss["plain"], peak_rss_mb() or 0)
             torch.manual_seed(0)
             reset_peak_rss()
@@ -162,19 +167,16 @@ def _compare(name: str, spec: DomainSpec, args: list[str], steps: int, rounds: i
         run_dir = root / f"run{next(_RUNS)}"
         _run_cli(spec, [*args, f"--trainer.max_steps={steps}", f"--trainer.default_root_dir={run_dir}"], before_fit)
         rss["trident"] = max(rss["trident"], peak_rss_mb() or 0)
-        if ablate:  # Trident again without the NonFiniteGuard callback: what the guard costs per step
-            from trident_core.callbacks import NonFiniteGuard
+        if ablate:  # the same module on a Lightning Trainer without Trident's callbacks: Lightning's own share
+            bare = StepTimer()
 
-            no_guard = StepTimer()
-
-            def drop_guard(cli: Any, no_guard: StepTimer = no_guard) -> None:
-                cli.trainer.callbacks = [c for c in cli.trainer.callbacks if not isinstance(c, NonFiniteGuard)]
-                cli.trainer.callbacks.append(no_guard)
+            def drop_callbacks(cli: Any, bare: StepTimer = bare) -> None:
+                cli.trainer.callbacks = [bare]
 
             run_dir = root / f"run{next(_RUNS)}"
             _run_cli(spec, [*args, f"--trainer.max_steps={steps}", f"--trainer.default_root_dir={run_dir}"],
-                     drop_guard)
-            unguarded.append(statistics.median(_intervals(no_guard.starts)))
+                     drop_callbacks)
+            lightning_only.append(statistics.median(_intervals(bare.starts)))
         plain_starts, plain_losses = plain["starts"], plain["losses"]
         t = statistics.median(_intervals(timer.starts))
         p = statistics.median(_intervals(plain_starts))
@@ -192,29 +194,32 @@ def _compare(name: str, spec: DomainSpec, args: list[str], steps: int, rounds: i
         ratio_def="trident / baseline step time (lower is better)", target="<= 1.02, equal losses",
         met=ratio <= 1.02 and max(loss_diffs) < 1e-4, command=COMMAND,
         notes=f"{steps} steps x {rounds} rounds, median step interval after {WARMUP_STEPS} warm-up steps, median of "
-        f"per-round ratios; 1 intra-op thread in both arms; dropout off in both; largest per-step loss difference "
+        f"per-round ratios; 1 intra-op thread in both arms; dropout off in both; same loss, optimizer, schedule and "
+        f"gradient clipping ({clip[0]}) in both; largest per-step loss difference "
         f"{max(loss_diffs):.2e}; "
-        + (f"Trident without NonFiniteGuard {statistics.median(unguarded) * 1e3:.2f} ms/step; " if unguarded else "")
+        + (f"Lightning Trainer alone (same module and self.log, no callbacks) "
+           f"{statistics.median(lightning_only) * 1e3:.2f} ms/step; " if lightning_only else "")
         + f"peak RSS MiB plain {rss['plain']:.0f} / Trident {rss['trident']:.0f}",
         extra={"ratios": ratios, "trident_ms": [x * 1e3 for x in trident_steps],
                "plain_ms": [x * 1e3 for x in plain_steps],
-               "trident_without_guard_ms": [x * 1e3 for x in unguarded], "max_loss_diff": loss_diffs, **first,
+               "lightning_only_ms": [x * 1e3 for x in lightning_only], "max_loss_diff": loss_diffs, **first,
                "rss_mb": rss},
     )
 
 
-def _mlp_step(net: nn.Module, batch: Any) -> torch.Tensor:
+def _mlp_step(module: TaskModule, batch: Any) -> torch.Tensor:
     x, y = batch
-    return F.cross_entropy(net(x), y)
+    return F.cross_entropy(module.net(x), y)
 
 
-def _nlp_step(net: nn.Module, batch: Any) -> torch.Tensor:
-    return F.cross_entropy(net(batch["input_ids"], batch["attention_mask"]), batch["labels"])
+def _nlp_step(module: Any, batch: Any) -> torch.Tensor:
+    logits = module.net(batch["input_ids"], batch["attention_mask"])
+    return F.cross_entropy(logits, batch["labels"], label_smoothing=module.label_smoothing)
 
 
 def run(settings: Settings) -> list[Row]:
-    steps = settings.pick(12, 40)
-    rounds = settings.pick(1, 2)
+    steps = settings.pick(12, 200)
+    rounds = settings.pick(1, 3)
     threads = torch.get_num_threads()
     # one intra-op thread in both arms: on the shared 2-core machine, 2-thread step times are dominated by
     # threads waiting for each other under the other users' load, which hides the framework's own overhead
@@ -234,7 +239,8 @@ def _run_both(settings: Settings, steps: int, rounds: int) -> list[Row]:
     from trident_nlp.cli import DOMAIN as NLP
 
     nlp_args = ["--config", "debug", *common, f"--data.data_dir={root}/nlp_data", "--trainer.limit_train_batches=1.0",
-                "--trainer.limit_val_batches=0", "--trainer.logger=false", "--trainer.max_epochs=-1"]
+                "--trainer.limit_val_batches=0", "--trainer.logger=false", "--trainer.max_epochs=-1",
+                "--trainer.log_every_n_steps=20"]  # the default recipe's logging interval (debug logs every step)
     rows.append(_compare("NLP tiny model (debug config: 1-layer 32-wide BERT, batch 16)", NLP, nlp_args, steps,
-                         rounds, _nlp_step, lambda dm: dm.train_dataloader(), root))
+                         rounds, _nlp_step, lambda dm: dm.train_dataloader(), root, ablate=True))
     return rows

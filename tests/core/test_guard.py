@@ -55,3 +55,36 @@ def test_guard_is_what_keeps_nan_out(tmp_path: Path) -> None:
 
     assert torch.isnan(step(guarded=False)).all()
     assert torch.isfinite(step(guarded=True)).all()
+
+
+@pytest.mark.parametrize(
+    ("poison", "dtype", "skipped"),
+    [
+        ({1: (0, float("inf"))}, torch.float32, True),  # one Inf in one gradient
+        ({0: (2, float("nan"))}, torch.float32, True),  # one NaN
+        ({0: (0, float("inf")), 1: (0, float("-inf"))}, torch.float32, True),  # +Inf and -Inf cancel to NaN
+        ({}, torch.float32, False),
+        ({}, torch.float16, False),  # large finite fp16 gradients: a float16 sum would overflow, float32 does not
+        ({0: (1, float("inf"))}, torch.float16, True),
+    ],
+)
+def test_guard_check_catches_every_non_finite_value(poison: dict[int, tuple[int, float]], dtype: torch.dtype,
+                                                   skipped: bool) -> None:
+    """The guard checks one float32 sum per gradient; NaN and Inf anywhere must still be caught, and large but
+    finite half-precision gradients must not be."""
+    from types import SimpleNamespace
+
+    from trident_core.callbacks import NonFiniteGuard
+
+    params = [torch.nn.Parameter(torch.zeros(64, dtype=dtype)) for _ in range(2)]
+    for i, p in enumerate(params):
+        p.grad = torch.full((64,), 60000.0 if dtype == torch.float16 else 1.0, dtype=dtype)
+        if i in poison:
+            p.grad[poison[i][0]] = poison[i][1]
+    optimizer = torch.optim.SGD(params, lr=0.1)
+    trainer = SimpleNamespace(global_step=7, current_epoch=0, fit_loop=SimpleNamespace(batch_idx=7),
+                              precision_plugin=None)
+    guard = NonFiniteGuard()
+    guard.on_before_optimizer_step(trainer, SimpleNamespace(log=lambda *a, **k: None), optimizer)
+    assert guard.skipped == int(skipped)
+    assert all((p.grad is None) == skipped for p in params)

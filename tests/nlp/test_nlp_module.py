@@ -84,6 +84,23 @@ def test_tiny_model_overfits_a_small_batch(tmp_path: Path) -> None:
     assert module.tokenizer_json == dm.tokenizer_json  # taken from the datamodule for the checkpoint
 
 
+def test_train_accuracy_is_the_epoch_accuracy_of_the_training_batches(tmp_path: Path) -> None:
+    """``train/acc`` comes from running sums (cheap per step); it must equal torchmetrics' accuracy over the epoch."""
+    from torchmetrics.classification import MulticlassAccuracy
+
+    torch.manual_seed(0)
+    dm = _datamodule(tmp_path)
+    module = _module_for(dm, optimizer=lambda p: torch.optim.SGD(p, lr=0.0), warmup_ratio=0.0)  # weights fixed
+    trainer = _trainer(tmp_path, max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0)
+    trainer.fit(module, dm)
+    reference = MulticlassAccuracy(len(dm.labels), average="micro")
+    module.eval()
+    with torch.no_grad():
+        for batch in dm.train_dataloader():
+            reference.update(module(batch["input_ids"], batch["attention_mask"]), batch["labels"])
+    assert float(trainer.callback_metrics["train/acc"]) == pytest.approx(float(reference.compute()), abs=1e-6)
+
+
 def test_validation_chooses_the_threshold_and_test_reports_clinc_metrics(tmp_path: Path) -> None:
     dm = _datamodule(tmp_path)
     module = _module_for(dm)

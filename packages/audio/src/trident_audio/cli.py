@@ -21,6 +21,6 @@ DOMAIN = DomainSpec(
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``trident-audio`` and ``python -m trident_audio``."""
-    from trident_core.cli import run_domain  # lazy: `--help` of another domain never imports this one
+    from trident_core.entry import main as run  # light: `--help` imports neither torch nor Lightning
 
-    run_domain(DOMAIN, args)
+    run(DOMAIN, args)

@@ -62,6 +62,7 @@ class TaskModule(LightningModule):
         self.train_metrics: MetricCollection | None = None
         self.val_metrics: MetricCollection | None = None
         self.test_metrics: MetricCollection | None = None
+        self._batchnorms: list[nn.Module] | None = None
 
     def save_hyperparameters(self, *args: Any, ignore: Any = None, frame: Any = None, logger: bool = True) -> None:
         """Lightning's ``save_hyperparameters``, except that under LightningCLI the injected net, optimizer and
@@ -106,7 +107,9 @@ class TaskModule(LightningModule):
         """Skip a training batch of one sample when the network has BatchNorm (its statistics need two or more;
         PyTorch raises on one). Such a batch is the remainder at the end of an epoch, so Lightning's ``-1``
         ("skip the rest of this epoch") skips exactly it. Subclasses that override this call ``super()``."""
-        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in self.modules()):
+        if batch_idx == 0 or self._batchnorms is None:  # walk the modules once per epoch, not every step
+            self._batchnorms = [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not any(m.training for m in self._batchnorms):
             return None
         try:
             size = extract_batch_size(batch)

@@ -31,9 +31,9 @@ def main(args: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if args is None else args)
     domains = installed_domains()
     if argv and argv[0] in domains:
-        from trident_core.cli import run_domain
+        from trident_core.entry import main as run_domain_main
 
-        run_domain(domains[argv[0]], argv[1:])
+        run_domain_main(domains[argv[0]], argv[1:])
         return
     ns = _parser(sorted(domains)).parse_args(argv)
     if ns.command == "domains":

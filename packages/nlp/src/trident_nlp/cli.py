@@ -27,6 +27,6 @@ DOMAIN = DomainSpec(
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``trident-nlp`` and ``python -m trident_nlp``."""
-    from trident_core.cli import run_domain  # lazy: --help of another domain must not import this one's deps
+    from trident_core.entry import main as run  # light: `--help` imports neither torch nor Lightning
 
-    run_domain(DOMAIN, args)
+    run(DOMAIN, args)

@@ -107,6 +107,9 @@ class IntentModule(TaskModule):
         self.score = score
         self.tokenizer_json = tokenizer_json
         self.register_buffer("oos_threshold", torch.tensor(float("-inf")))
+        # training accuracy as two running sums (correct, seen): a torchmetrics update plus a log call per step
+        # cost ~1.5 ms on the tiny model, a quarter of its step (benchmarks P1); the epoch value is the same
+        self.register_buffer("_train_hits", torch.zeros(2), persistent=False)
         n = len(labels)
         self.set_metrics(
             MetricCollection(
@@ -127,9 +130,19 @@ class IntentModule(TaskModule):
         loss = F.cross_entropy(logits, batch["labels"], label_smoothing=self.label_smoothing)
         size = len(batch["labels"])
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
-        self.train_metrics(logits.detach(), batch["labels"])
-        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=size)
+        with torch.no_grad():
+            self._train_hits[0] += (logits.argmax(-1) == batch["labels"]).sum()
+            self._train_hits[1] += size
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._train_hits.zero_()
+
+    def on_train_epoch_end(self) -> None:
+        """``train/acc`` of the epoch over all ranks (since the resume point, after a mid-epoch resume)."""
+        correct, seen = self.trainer.strategy.reduce(self._train_hits.clone(), reduce_op="sum").tolist()
+        if seen:
+            self.log("train/acc", correct / seen, sync_dist=False, rank_zero_only=False)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, self.val_metrics, "val")

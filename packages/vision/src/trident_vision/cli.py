@@ -29,6 +29,6 @@ DOMAIN = DomainSpec(
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``trident-vision``."""
-    from trident_core.cli import run_domain  # lazy: `--help` of other domains must not import this one
+    from trident_core.entry import main as run  # light: `--help` imports neither torch nor Lightning
 
-    run_domain(DOMAIN, args)
+    run(DOMAIN, args)

@@ -40,7 +40,10 @@ class NonFiniteGuard(Callback):
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not grads:
             return
-        finite = bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+        # One float32 sum per gradient, then one check: NaN and Inf propagate through a sum, and it costs a
+        # reduction per tensor instead of a boolean copy of every gradient (~20x cheaper; see benchmarks P1).
+        # A float32 sum overflows only for gradients summing past 3e38, which is a divergence anyway.
+        finite = bool(torch.isfinite(torch.stack([g.sum(dtype=torch.float32) for g in grads]).sum()))
         if finite:
             self.consecutive = 0
             return
