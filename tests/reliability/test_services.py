@@ -1,11 +1,16 @@
-"""Flaky services and full disks: W&B that accepts and then dies, a disk without space, an unwritable folder.
-(W&B on a closed loopback port: tests/core/test_tracking.py.)"""
+"""Flaky services and full disks: W&B that accepts and then dies (during start-up, or mid-run after the run went
+online), a disk without space, an unwritable folder. (W&B on a closed loopback port: tests/core/test_tracking.py.)"""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -74,6 +79,88 @@ def test_wandb_server_that_dies_mid_connection(tmp_path: Path, monkeypatch: pyte
     assert "train/loss" in summarize(wait_for_exit(files[-1]))["history"]
     assert elapsed < 120, f"a dying W&B server held training up for {elapsed:.0f} s"
     print(f"fit with a W&B server dying mid-connection: {elapsed:.1f} s (init_timeout 15 s)")
+
+
+class _WandbThatDiesMidRun:
+    """Enough of the W&B server protocol for a run to go online (GraphQL ``UpsertBucket``, the file stream), then
+    the server dies: after its first file-stream request it shuts down and its port closes for good."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        self.died_at: float | None = None
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                query = json.loads(body) if body.startswith(b"{") else {}
+                op = query.get("operationName") or self.path
+                outer.requests.append(op)
+                if op == "UpsertBucket":
+                    v = query.get("variables", {})
+                    project = {"id": "p", "name": v.get("project") or "trident", "entity": {"id": "e", "name": "e"}}
+                    data = {"upsertBucket": {"inserted": True, "bucket": {
+                        "id": "b", "name": v.get("name"), "displayName": "run", "description": None, "config": "{}",
+                        "sweepName": None, "historyLineCount": 0, "project": project}}}
+                    payload = {"data": data}
+                else:
+                    payload = {"data": {}} if self.path == "/graphql" else {"exitcode": None, "limits": {}}
+                out = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+                if self.path.endswith("/file_stream") and outer.died_at is None:
+                    outer.died_at = time.monotonic()
+                    threading.Thread(target=outer.stop, daemon=True).start()
+
+            do_PUT = do_POST
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.slow
+def test_wandb_server_dying_mid_run_costs_a_bounded_wait_and_no_data(tmp_path: Path) -> None:
+    """The run goes online, the server dies once metrics stream: training finishes, the process ends within
+    ``finish_timeout`` of the end of training instead of retrying uploads forever, and every metric is in the
+    local run file (for ``wandb sync``). Without ``finish_timeout`` wandb waits for the uploads without a bound
+    (this test's subprocess timeout would fire)."""
+    server = _WandbThatDiesMidRun()
+    env = {**os.environ, "WANDB_MODE": "online", "WANDB_API_KEY": "x" * 40,
+           "WANDB_BASE_URL": f"http://127.0.0.1:{server.port}", "WANDB_CONSOLE": "off"}
+    run = tmp_path / "run"
+    args = ["fit", "--config", "debug", "--trainer.logger.class_path", "trident_core.tracking.TridentWandbLogger",
+            "--trainer.logger.init_args.finish_timeout", "10", "--trainer.max_epochs", "3",
+            "--trainer.default_root_dir", str(run), "--data.data_dir", str(tmp_path / "data")]
+    code = f"import time\nfrom toydomain import main\nmain({args!r})\nprint('FIT_DONE', time.monotonic())"
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=240)
+        ended = time.monotonic()
+    finally:
+        server.stop()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "UpsertBucket" in server.requests and server.died_at is not None  # it really was online, then died
+    fit_done = float(proc.stdout.split("FIT_DONE")[1].split()[0])
+    assert fit_done > server.died_at  # the server died during the run, not after it
+    wait = ended - fit_done
+    assert wait < 10 + 20, f"the process took {wait:.0f} s after training to give up on the dead server"
+    assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "artifact" / "model.onnx").is_file()
+    files = list((run / "wandb").glob("run-*/run-*.wandb"))
+    assert len(files) == 1, files
+    logged = summarize(wait_for_exit(files[0]))
+    assert {"train/loss", "val/acc", "epoch"} <= logged["history"]
+    print(f"W&B server dead mid-run: training finished; the process ended {wait:.1f} s after fit "
+          f"(finish_timeout 10 s); {len(server.requests)} requests served before the server died")
 
 
 def test_full_disk_is_detected_before_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

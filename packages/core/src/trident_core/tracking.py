@@ -1,8 +1,9 @@
 """W&B tracking that never blocks or fails training.
 
 ``TridentWandbLogger`` logs offline (local run files, ``wandb sync`` later) when no credentials are
-configured, respects ``WANDB_MODE``, and falls back to offline after a bounded wait when the server
-cannot be reached. ``ConfigToLogger`` stores the resolved CLI config as the run's config and as an artifact.
+configured, respects ``WANDB_MODE``, falls back to offline after a bounded wait when the server cannot be
+reached, and bounds the wait for uploads at the end when the server dies mid-run. ``ConfigToLogger`` stores the
+resolved CLI config as the run's config and as an artifact.
 """
 
 from __future__ import annotations
@@ -74,6 +75,15 @@ def resolve_mode(timeout: float = 5.0) -> str:
     return "online"
 
 
+def log_artifact_safely(logger: WandbLogger, artifact: Any, where: str | Path) -> None:
+    """``log_artifact`` that never ends training: online it checks the login with the server synchronously, so a
+    server that died after the run started raises (found by tests/reliability/test_services.py)."""
+    try:
+        logger.experiment.log_artifact(artifact)
+    except Exception as err:
+        log.warning("W&B: %s not logged as an artifact (%s); it stays in %s", artifact.name, err, where)
+
+
 class TridentWandbLogger(WandbLogger):
     """Lightning's ``WandbLogger`` with Trident's offline-first, never-blocking behaviour.
 
@@ -87,6 +97,8 @@ class TridentWandbLogger(WandbLogger):
         tags: Run tags.
         connect_timeout: Seconds to wait for the server before logging offline.
         init_timeout: Seconds ``wandb.init`` may take online before it is retried offline.
+        finish_timeout: Seconds the end of the run may wait for uploads (a server that died mid-run would otherwise
+            hold the process forever); what is not uploaded by then stays in the local run files for ``wandb sync``.
         log_model: Log checkpoints as artifacts (``True``: at the end; ``"all"``: as they are written).
         **kwargs: Passed on to ``wandb.init``.
     """
@@ -102,6 +114,7 @@ class TridentWandbLogger(WandbLogger):
         tags: list[str] | None = None,
         connect_timeout: float = 5.0,
         init_timeout: float = 30.0,
+        finish_timeout: float = 60.0,
         log_model: bool | str = True,
         **kwargs: Any,
     ) -> None:
@@ -111,7 +124,9 @@ class TridentWandbLogger(WandbLogger):
         self.mode = mode
         import wandb
 
-        settings = kwargs.pop("settings", None) or wandb.Settings(init_timeout=init_timeout, silent=True)
+        settings = kwargs.pop("settings", None) or wandb.Settings(
+            init_timeout=init_timeout, finish_timeout=finish_timeout, silent=True
+        )
         save_dir = save_dir or os.environ.get("WANDB_DIR") or "."
         if kwargs.get("resume") is None:
             kwargs["resume"] = "allow"  # continue the run when `id` names an existing one
@@ -135,6 +150,20 @@ class TridentWandbLogger(WandbLogger):
             return super().experiment
 
 
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        try:
+            super().after_save_checkpoint(checkpoint_callback)
+        except Exception as err:  # a W&B server gone mid-run must not end training
+            log.warning("W&B: checkpoint not logged as an artifact (%s); it stays in %s", err,
+                        getattr(checkpoint_callback, "dirpath", "the checkpoint folder"))
+
+    def finalize(self, status: str) -> None:
+        try:
+            super().finalize(status)  # logs the checkpoints as artifacts (log_model=True)
+        except Exception as err:  # the run is over; the checkpoints are on disk either way
+            log.warning("W&B: checkpoints not logged as artifacts at the end (%s); they stay on disk", err)
+
+
 class ConfigToLogger(SaveConfigCallback):
     """Save ``config.yaml`` as LightningCLI does, and make it the W&B run's config and an artifact."""
 
@@ -147,7 +176,11 @@ class ConfigToLogger(SaveConfigCallback):
             config = self.parser.dump(self.config, skip_none=False, format="yaml")
             path = Path(logger.save_dir or ".") / f"config-{logger.version}.yaml"
             path.write_text(config)
-            logger.experiment.config.update({"cli": self.config.as_dict()}, allow_val_change=True)
-            artifact = wandb.Artifact(f"config-{logger.version}", type="config")
-            artifact.add_file(str(path), name="config.yaml")
-            logger.experiment.log_artifact(artifact)
+            try:
+                logger.experiment.config.update({"cli": self.config.as_dict()}, allow_val_change=True)
+                artifact = wandb.Artifact(f"config-{logger.version}", type="config")
+                artifact.add_file(str(path), name="config.yaml")
+            except Exception as err:  # a W&B failure must not end training
+                log.warning("W&B: the config was not stored on the run (%s); it is in %s", err, path)
+                continue
+            log_artifact_safely(logger, artifact, path)

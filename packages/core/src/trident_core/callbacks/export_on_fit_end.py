@@ -10,6 +10,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 
 from trident_core.export import ExportResult, export_artifact, load_checkpoint
+from trident_core.tracking import log_artifact_safely
 
 log = logging.getLogger(__name__)
 
@@ -60,4 +61,4 @@ class ExportOnFitEnd(Callback):
 
                 artifact = wandb.Artifact(f"{self.domain or 'trident'}-artifact-{logger.version}", type="model")
                 artifact.add_dir(str(output))
-                logger.experiment.log_artifact(artifact)
+                log_artifact_safely(logger, artifact, output)
