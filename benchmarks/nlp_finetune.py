@@ -1,8 +1,8 @@
 """P2: NLP fine-tuning throughput, Trident vs the HF ``Trainer`` (defaults, and ``group_by_length``).
 
-Reduced settings (2 shared CPU cores, where one MiniLM epoch of the embedded data took ~7 minutes under the
-other users' load): the default encoder (all-MiniLM-L6-v2) on the embedded intent data, batch 32, max length
-64, ``STEPS`` optimizer steps per arm, the first ``WARMUP`` not timed. Trident runs the product's default recipe
+The default encoder (all-MiniLM-L6-v2) on the embedded intent data, batch 32, max length 64, one full epoch
+per arm (so every arm sees every length once, whatever order its sampler picks), the first ``WARMUP`` steps not
+timed. Trident runs the product's default recipe
 through ``TridentCLI`` (``configs/default.yaml``); the HF arms run ``AutoModelForSequenceClassification`` under
 ``Trainer`` with its defaults (dynamic padding through ``DataCollatorWithPadding``) and with
 ``train_sampling_strategy="group_by_length"``. The wall time to a target accuracy is not measured (it needs
@@ -27,6 +27,14 @@ def _throughput(starts: list[float]) -> float:
     out: Trident saves its checkpoints there, which is not a training step)."""
     timed = starts[WARMUP:-1]
     return BATCH * (len(timed) - 1) / (timed[-1] - timed[0])
+
+
+def _steps_per_epoch(settings: Settings, backbone: str) -> int:
+    from trident_nlp.data import IntentDataModule
+
+    dm = IntentDataModule(data_dir=str(settings.workdir / "P2" / "data"), backbone=backbone)
+    dm.prepare_data()
+    return -(-len(dm.records["train"]) // BATCH)
 
 
 def _trident(settings: Settings, steps: int, backbone: str) -> dict[str, Any]:
@@ -115,8 +123,8 @@ def _hf(settings: Settings, steps: int, strategy: str, backbone: str) -> dict[st
 
 
 def run(settings: Settings) -> list[Row]:
-    steps = settings.pick(5, 8)
     backbone = "scratch" if settings.quick else "auto"
+    steps = settings.pick(5, _steps_per_epoch(settings, backbone))
     results = {
         "hf_defaults": _hf(settings, steps, "random", backbone),
         "trident": _trident(settings, steps, backbone),
@@ -133,8 +141,8 @@ def run(settings: Settings) -> list[Row]:
             ratio=round(ratio, 3), ratio_def="trident / baseline throughput (higher is faster)",
             target=">= 1.5x" if base == "hf_defaults" else "report",
             met=ratio >= 1.5 if base == "hf_defaults" else None, command=COMMAND,
-            notes=f"{steps} steps per arm, first {WARMUP} untimed, step-start to step-start, batch {BATCH}, "
-            f"max length {MAX_LENGTH}, all cores; "
+            notes=f"{steps} steps (one epoch) per arm, first {WARMUP} untimed, step-start to step-start, "
+            f"batch {BATCH}, max length {MAX_LENGTH}, all cores; "
             f"peak RSS MiB baseline {results[base]['rss_mb']:.0f} / Trident {results['trident']['rss_mb']:.0f}",
             extra={"results": results},
         ))

@@ -63,7 +63,7 @@ def main(spec: DomainSpec, args: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if args is None else args)
     if argv in HELP_FLAGS:
         print(top_level_help(spec))
-        return
+        raise SystemExit(0)  # as argparse's --help does
     from trident_core.cli import run_domain
 
     run_domain(spec, argv)

@@ -36,7 +36,7 @@ class TaskModule(LightningModule):
     Args:
         net: The model. A plain ``nn.Module`` that never imports Lightning.
         optimizer: Callable that builds the optimizer from parameter groups (LightningCLI
-            ``OptimizerCallable``). Default: ``AdamW(lr=1e-3, weight_decay=0.01)``.
+            ``OptimizerCallable``). Default: ``AdamW(lr=1e-3, weight_decay=0.01)``, fused when the parameters allow.
         scheduler: Callable that builds a per-step LR scheduler from the optimizer. Default: linear warmup
             over ``warmup_ratio`` of the training steps, then cosine decay to zero.
         warmup_ratio: Fraction of all training steps used for warmup by the default scheduler.
@@ -84,7 +84,7 @@ class TaskModule(LightningModule):
         if self.optimizer_factory is not None:
             optimizer = self.optimizer_factory(groups)
         else:
-            optimizer = torch.optim.AdamW(groups, lr=1e-3, weight_decay=0.01)
+            optimizer = torch.optim.AdamW(groups, lr=1e-3, weight_decay=0.01, fused=_fused_adamw_ok(groups))
         if self.scheduler_factory is not None:
             scheduler = self.scheduler_factory(optimizer)
         else:
@@ -139,3 +139,10 @@ class TaskModule(LightningModule):
                 k: float(v) for k, v in self.trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1
             }
         checkpoint["trident"] = extra
+
+
+def _fused_adamw_ok(groups: list[dict[str, Any]]) -> bool:
+    """Whether PyTorch's fused AdamW kernel can take these parameters (floating point, on CPU or CUDA): one kernel
+    per step instead of a loop over tensors, ~5x faster on CPU for a 22M-parameter encoder (benchmarks P2)."""
+    params = [p for group in groups for p in group["params"]]
+    return bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)

@@ -49,6 +49,9 @@ class IntentModule(TaskModule):
             the optimizer's learning rate for a scratch one.
         head_lr: Learning rate of the head; ``None``: the optimizer's learning rate.
         layer_decay: Layer-wise learning-rate decay: layer ``k`` below the top gets ``encoder_lr * decay**k``.
+        freeze_word_embeddings: Keep a pretrained encoder's word-embedding matrix as it is (ignored for a scratch
+            encoder, whose embeddings must learn). On MiniLM it is half the parameters: skipping its gradient and
+            optimizer update makes a CPU step ~10% cheaper, and words unseen in training keep their neighbours.
         score: ``max_prob`` or ``energy``.
         tokenizer_json: The serialised tokenizer; taken from the datamodule at fit time when ``None`` and
             kept in the checkpoint (not in the hyperparameters).
@@ -72,6 +75,7 @@ class IntentModule(TaskModule):
         encoder_lr: float | None = None,
         head_lr: float | None = None,
         layer_decay: float = 1.0,
+        freeze_word_embeddings: bool = False,
         score: str = "max_prob",
         tokenizer_json: str | None = None,
         optimizer: OptimizerCallable | None = None,
@@ -93,6 +97,8 @@ class IntentModule(TaskModule):
             max(512, max_length),
             dropout,
         )
+        if freeze_word_embeddings and backbone != SCRATCH:
+            net.encoder.get_input_embeddings().weight.requires_grad_(False)
         super().__init__(net, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio)
         self.save_hyperparameters(ignore=["tokenizer_json", "optimizer", "scheduler"])
         self.labels = labels
