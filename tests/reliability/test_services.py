@@ -143,6 +143,7 @@ def test_wandb_server_dying_mid_run_costs_a_bounded_wait_and_no_data(tmp_path: P
             "--trainer.logger.init_args.finish_timeout", "10", "--trainer.max_epochs", "3",
             "--trainer.default_root_dir", str(run), "--data.data_dir", str(tmp_path / "data")]
     code = f"import time\nfrom toydomain import main\nmain({args!r})\nprint('FIT_DONE', time.monotonic())"
+    started = time.monotonic()
     try:
         proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=240)
         ended = time.monotonic()
@@ -159,8 +160,8 @@ def test_wandb_server_dying_mid_run_costs_a_bounded_wait_and_no_data(tmp_path: P
     assert len(files) == 1, files
     logged = summarize(wait_for_exit(files[0]))
     assert {"train/loss", "val/acc", "epoch"} <= logged["history"]
-    print(f"W&B server dead mid-run: training finished; the process ended {wait:.1f} s after fit "
-          f"(finish_timeout 10 s); {len(server.requests)} requests served before the server died")
+    print(f"W&B server dead mid-run: process start to end of fit {fit_done - started:.1f} s; the process ended "
+          f"{wait:.1f} s after fit (finish_timeout 10 s); {len(server.requests)} requests served before it died")
 
 
 def test_full_disk_is_detected_before_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

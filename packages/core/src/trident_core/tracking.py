@@ -77,10 +77,17 @@ def resolve_mode(timeout: float = 5.0) -> str:
 
 def log_artifact_safely(logger: WandbLogger, artifact: Any, where: str | Path) -> None:
     """``log_artifact`` that never ends training: online it checks the login with the server synchronously, so a
-    server that died after the run started raises (found by tests/reliability/test_services.py)."""
+    server that died after the run started raises, after a wait of its own (found by
+    tests/reliability/test_services.py). After one failure the run logs no more artifacts, so that wait is paid once.
+    """
+    if getattr(logger, "artifacts_failed", False):
+        log.warning("W&B: %s not logged as an artifact (W&B failed earlier in this run); it stays in %s",
+                    artifact.name, where)
+        return
     try:
         logger.experiment.log_artifact(artifact)
     except Exception as err:
+        logger.artifacts_failed = True  # type: ignore[attr-defined]
         log.warning("W&B: %s not logged as an artifact (%s); it stays in %s", artifact.name, err, where)
 
 
@@ -122,6 +129,7 @@ class TridentWandbLogger(WandbLogger):
         # logged as artifacts offline and uploaded by a later `wandb sync`.
         mode = resolve_mode(connect_timeout)
         self.mode = mode
+        self.artifacts_failed = False  # set when W&B fails to take an artifact; no more are tried in this run
         import wandb
 
         settings = kwargs.pop("settings", None) or wandb.Settings(
@@ -151,16 +159,23 @@ class TridentWandbLogger(WandbLogger):
 
 
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        if self.artifacts_failed:  # W&B failed earlier: the checkpoints stay on disk only
+            return
         try:
             super().after_save_checkpoint(checkpoint_callback)
         except Exception as err:  # a W&B server gone mid-run must not end training
+            self.artifacts_failed = True
             log.warning("W&B: checkpoint not logged as an artifact (%s); it stays in %s", err,
                         getattr(checkpoint_callback, "dirpath", "the checkpoint folder"))
 
     def finalize(self, status: str) -> None:
+        if self.artifacts_failed:
+            log.warning("W&B: checkpoints not logged as artifacts (W&B failed earlier in this run); they stay on disk")
+            return
         try:
             super().finalize(status)  # logs the checkpoints as artifacts (log_model=True)
         except Exception as err:  # the run is over; the checkpoints are on disk either way
+            self.artifacts_failed = True
             log.warning("W&B: checkpoints not logged as artifacts at the end (%s); they stay on disk", err)
 
 
