@@ -71,3 +71,25 @@ def wait_for_exit(path: str | Path, timeout: float = 90.0) -> Path:
         if time.monotonic() > deadline:
             raise AssertionError(f"{path}: W&B wrote no exit record within {timeout:.0f}s")
         time.sleep(0.5)
+
+
+def wait_for_history(path: str | Path, keys: set[str], timeout: float = 60.0) -> dict[str, set[str]]:
+    """Wait until the run file holds history records with every key in ``keys``; returns its summary.
+
+    For runs that end without an ``exit`` record: when ``finish_timeout`` expires (the server is gone), W&B may
+    stop before writing it, but the history it already received is on disk.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            summary = summarize(path)
+            if keys <= summary["history"]:
+                return summary
+        except Exception:  # a record half-written at this instant; read again
+            summary = {"history": set()}
+        if time.monotonic() > deadline:
+            missing = sorted(keys - summary["history"])
+            raise AssertionError(f"{path}: history keys {missing} missing after {timeout:.0f}s")
+        time.sleep(0.5)

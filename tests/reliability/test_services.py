@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import wandb
-from wandb_records import summarize, wait_for_exit
+from wandb_records import summarize, wait_for_exit, wait_for_history
 
 from toydomain import DOMAIN, main
 from trident_core.cli import run_domain
@@ -158,8 +158,8 @@ def test_wandb_server_dying_mid_run_costs_a_bounded_wait_and_no_data(tmp_path: P
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "artifact" / "model.onnx").is_file()
     files = list((run / "wandb").glob("run-*/run-*.wandb"))
     assert len(files) == 1, files
-    logged = summarize(wait_for_exit(files[0]))
-    assert {"train/loss", "val/acc", "epoch"} <= logged["history"]
+    # every metric of the run is on disk (the exit record may be missing: the wait for uploads timed out)
+    wait_for_history(files[0], {"train/loss", "val/acc", "epoch"})
     print(f"W&B server dead mid-run: process start to end of fit {fit_done - started:.1f} s; the process ended "
           f"{wait:.1f} s after fit (finish_timeout 10 s); {len(server.requests)} requests served before it died")
 
