@@ -105,7 +105,8 @@ class TridentWandbLogger(WandbLogger):
         connect_timeout: Seconds to wait for the server before logging offline.
         init_timeout: Seconds ``wandb.init`` may take online before it is retried offline.
         finish_timeout: Seconds the end of the run may wait for uploads (a server that died mid-run would otherwise
-            hold the process forever); what is not uploaded by then stays in the local run files for ``wandb sync``.
+            hold the process forever); what is not uploaded by then stays in the local run files for ``wandb sync``
+            and W&B marks the run crashed. The default leaves room for checkpoint artifacts on a slow link.
         log_model: Log checkpoints as artifacts (``True``: at the end; ``"all"``: as they are written).
         **kwargs: Passed on to ``wandb.init``.
     """
@@ -121,7 +122,7 @@ class TridentWandbLogger(WandbLogger):
         tags: list[str] | None = None,
         connect_timeout: float = 5.0,
         init_timeout: float = 30.0,
-        finish_timeout: float = 60.0,
+        finish_timeout: float = 300.0,
         log_model: bool | str = True,
         **kwargs: Any,
     ) -> None:
