@@ -90,11 +90,18 @@ def _fmt(value: Any) -> str:
 
 def markdown(result: dict[str, Any]) -> str:
     env = result["environment"]
+    dates: dict[str, list[str]] = {}
+    for row in result["rows"]:
+        ids = dates.setdefault(row.get("measured", result["date"]), [])
+        if row["id"] not in ids:
+            ids.append(row["id"])
+    first, *later = sorted(dates)
+    rerun = "".join(f"; {', '.join(dates[d])} re-measured {d}" for d in later)
     lines = [
-        f"Measured {result['date']} on `{result['machine']}` ({env['cores']} cores, {env['cpu']}, "
+        f"Measured {first}{rerun} on `{result['machine']}` ({env['cores']} cores, {env['cpu']}, "
         f"torch {env['torch']}, "
         f"onnxruntime {env['onnxruntime']}){' in quick mode' if result['quick'] else ''}. "
-        f"1-min load average during the run: {result['load_average']}.",
+        f"1-min load average during the last run: {result['load_average']}.",
         "",
         "| id | compared | baseline | baseline | Trident | unit | ratio | target | met | command |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -115,20 +122,22 @@ def markdown(result: dict[str, Any]) -> str:
 
 def write(out: Path, machine: str, args: argparse.Namespace, keys: list[str], rows: list[Row]) -> dict[str, Any]:
     """Write ``<machine>.json`` and ``.md``; with ``--only``, rows of the other benchmarks are kept."""
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     result = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": now,
         "machine": machine,
         "quick": args.quick,
         "command": "uv run python -m benchmarks" + (f" --only {args.only}" if args.only else "")
         + (" --quick" if args.quick else ""),
         "environment": environment(),
         "load_average": load_average(),
-        "rows": [r.as_dict() for r in rows],
+        "rows": [{**r.as_dict(), "measured": now} for r in rows],
     }
     path = out / f"{machine}.json"
     if args.only and path.is_file():
         old = json.loads(path.read_text())
-        kept = [r for r in old.get("rows", []) if r["id"] not in keys and old.get("quick") == args.quick]
+        kept = [{"measured": old["date"], **r} for r in old.get("rows", [])
+                if r["id"] not in keys and old.get("quick") == args.quick]
         result["rows"] = kept + result["rows"]
         order = list(BENCHMARKS)
         result["rows"].sort(key=lambda r: order.index(r["id"]) if r["id"] in order else len(order))

@@ -38,7 +38,7 @@ def run_inference(settings: Settings) -> list[Row]:
     artifact = load_artifact(artifact_dir, threads=settings.threads)
     shape = settings.pick((48, 48, 48), (96, 96, 96))
     image = torch.randn(1, 1, *shape, generator=torch.Generator().manual_seed(0))
-    net = module.net.eval()
+    net = module.net.eval().to(memory_format=torch.contiguous_format)  # the eager net as MONAI users have it
     sw, overlap, mode = module.sw_batch_size, module.overlap, module.blend_mode
 
     def predictor(windows: torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,12 @@ class EpochTimer(Callback):
         self.epochs.append(time.perf_counter() - self.start)
 
 
+def _tutorial_net(net: torch.nn.Module) -> torch.nn.Module:
+    """The same weights as Trident's network, in PyTorch's default memory order (as a MONAI tutorial has them;
+    Trident keeps them channels-last)."""
+    return copy.deepcopy(net).to(memory_format=torch.contiguous_format)
+
+
 def _plain_monai(dm: Any, net: torch.nn.Module, epochs: int, limit: int | None, workers: int,
                  target: float | None = None, budget_s: float = BASELINE_BUDGET_S) -> dict[str, Any]:
     """MONAI's tutorial training loop; with ``target``, validation every ``VAL_EVERY`` epochs (sliding window,
@@ -121,7 +127,7 @@ def run(settings: Settings) -> list[Row]:
         dm.prepare_data()
         torch.manual_seed(0)
         reset_peak_rss()
-        plain["epochs"] = _plain_monai(dm, copy.deepcopy(cli.model.net), epochs, limit, workers)["epochs"]
+        plain["epochs"] = _plain_monai(dm, _tutorial_net(cli.model.net), epochs, limit, workers)["epochs"]
         plain["rss"] = peak_rss_mb()
         plain["steps_per_epoch"] = len(dm.splits()["train"]) // dm.batch_size
         reset_peak_rss()
@@ -189,7 +195,8 @@ def _time_to_target(settings: Settings, root: Any, workers: int) -> Row:
         cli.trainer.callbacks.append(stop)
         cli.datamodule.prepare_data()
         torch.manual_seed(0)
-        plain.update(_plain_monai(cli.datamodule, copy.deepcopy(cli.model.net), max_epochs, limit, workers, target))
+        plain.update(_plain_monai(cli.datamodule, _tutorial_net(cli.model.net), max_epochs, limit, workers,
+                                  target))
         torch.manual_seed(0)
 
     _run_cli(DOMAIN, args, before_fit)
