@@ -4,7 +4,8 @@ The default recipe (UNet 16-32-64-128, 48^3 patches at 1.5 mm, batch 2, on the e
 over two epochs per arm (the first counted as warm-up), and the wall time until the held-out validation mean Dice
 reaches ``TARGET_DICE``, both arms validating every 5 epochs by sliding window. The baseline is MONAI's tutorial
 loop: the same transforms through a plain ``monai.data.Dataset`` and a ``DataLoader`` (2 workers, the machine's
-cores), same network, loss, optimizer and number of steps, no learning-rate schedule.
+cores), same network, loss and AdamW settings (PyTorch's default for-loop kernel and memory order, as in the
+tutorials) and number of steps, no learning-rate schedule.
 """
 
 from __future__ import annotations
