@@ -16,31 +16,9 @@ from nlp_fixtures import one_thread  # noqa: F401 (fixture)
 
 from trident_nlp.cli import main
 
+TESTS = Path(__file__).resolve().parents[1]  # holds ddp_probe.py
+
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-PROBE = '''
-import hashlib, json
-from pathlib import Path
-from lightning.pytorch.callbacks import Callback
-
-class Probe(Callback):
-    """Records the samples every rank trained on and a hash of its final weights."""
-
-    def __init__(self):
-        self.rows = []
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        for ids, mask in zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist()):
-            self.rows.append(ids[: sum(mask)])
-
-    def on_train_end(self, trainer, module):
-        digest = hashlib.sha256()
-        for name, tensor in sorted(module.state_dict().items()):
-            digest.update(name.encode() + tensor.detach().cpu().numpy().tobytes())
-        out = Path(trainer.default_root_dir) / f"probe-rank{trainer.global_rank}.json"
-        out.write_text(json.dumps({"rows": self.rows, "weights": digest.hexdigest(),
-                                   "world": trainer.world_size}))
-'''
 
 
 def _base(tmp_path: Path) -> list[str]:
@@ -97,10 +75,9 @@ def test_python_module_entry_point_help(monkeypatch: pytest.MonkeyPatch, capsys:
 
 @pytest.mark.distributed
 def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
-    (tmp_path / "nlp_ddp_probe.py").write_text(PROBE)
     env = {
         **os.environ,
-        "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",  # ddp_probe
         "WANDB_MODE": "disabled",
         "OMP_NUM_THREADS": "1",
     }
@@ -112,13 +89,13 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
         *_base(tmp_path),
         "--preset",
         "cpu_ddp2",
-        "--trainer.callbacks+=nlp_ddp_probe.Probe",
+        "--trainer.callbacks+=ddp_probe.TokenRowsProbe",
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     probes = [json.loads((tmp_path / "run" / f"probe-rank{r}.json").read_text()) for r in (0, 1)]
     assert all(p["world"] == 2 for p in probes)
     assert probes[0]["weights"] == probes[1]["weights"]  # DDP kept both replicas identical
-    shards = [{tuple(row) for row in p["rows"]} for p in probes]
+    shards = [{tuple(row) for row in p["seen"]} for p in probes]
     assert shards[0] and shards[1] and not shards[0] & shards[1]  # disjoint shards
     assert (tmp_path / "run" / "artifact" / "model.onnx").is_file()
