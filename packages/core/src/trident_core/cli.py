@@ -25,6 +25,7 @@ from lightning.pytorch.callbacks import (
 )
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_info
 
 from trident_core.callbacks import ExportOnFitEnd, NonFiniteGuard, OutOfMemoryHint, RngState, Throughput
 from trident_core.callbacks.out_of_memory_hint import is_out_of_memory
@@ -33,6 +34,7 @@ from trident_core.domain import DomainSpec, load_object
 from trident_core.entry import PRESET_DIR, presets
 from trident_core.errors import CheckpointError, ConfigError, ResourceError, TridentError
 from trident_core.export import export_checkpoint, load_checkpoint
+from trident_core.precision import resolve_precision
 from trident_core.tracking import ConfigToLogger, TridentWandbLogger
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -76,6 +78,12 @@ class TridentCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.add_lightning_class_args(NonFiniteGuard, "non_finite")
         parser.add_lightning_class_args(ExportOnFitEnd, "export_on_fit_end")
+        parser.add_argument(
+            "--bf16_if_native", type=bool, default=False,
+            help="when trainer.precision is not set: bf16-mixed on hardware that computes bf16 natively (CUDA GPUs "
+            "with bf16, CPUs with AMX or AVX512-BF16), else 32-true. The real recipes set it; an explicit "
+            "--trainer.precision or --preset fp32|bf16|fp16 wins",
+        )
         parser.set_defaults(
             {
                 "checkpoint.monitor": self.spec.monitor,
@@ -122,6 +130,10 @@ class TridentCLI(LightningCLI):
         if wandb_logger and logger.init_args.get("save_dir") is None:
             logger.init_args.save_dir = str(root)
         preflight(root)
+        if config.get("bf16_if_native") and config.trainer.precision is None:
+            config.trainer.precision, found = resolve_precision(config.trainer.accelerator)
+            rank_zero_info(f"precision {config.trainer.precision} (bf16_if_native: {found}; --trainer.precision "
+                           "overrides)")
         if os.environ.get("LOCAL_RANK", "0") == "0":
             remove_partial_saves(Path(config.checkpoint.dirpath), Path(config.last_checkpoint.dirpath))
         ckpt = config.get("ckpt_path")

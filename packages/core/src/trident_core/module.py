@@ -11,6 +11,8 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.plugins.precision import MixedPrecision, Precision
+from lightning.pytorch.utilities import GradClipAlgorithmType
 from lightning.pytorch.utilities.data import extract_batch_size
 from torch import nn
 from torchmetrics import MetricCollection
@@ -96,6 +98,19 @@ class TaskModule(LightningModule):
     def param_groups(self) -> list[dict[str, Any]]:
         """Parameter groups for the optimizer; override for layer-wise or head/encoder learning rates."""
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def configure_gradient_clipping(
+        self, optimizer: Any, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None
+    ) -> None:
+        """Lightning's clipping, except that ``bf16-mixed`` also clips for a fused optimizer. bf16 has no loss
+        scaler, so the gradients are never scaled; Lightning's ``MixedPrecision`` refuses every optimizer that
+        unscales internally all the same, a check meant for fp16 (Lightning issue #21435)."""
+        plugin = self.trainer.precision_plugin
+        if gradient_clip_val and isinstance(plugin, MixedPrecision) and plugin.scaler is None:
+            algorithm = GradClipAlgorithmType(gradient_clip_algorithm or GradClipAlgorithmType.NORM)
+            Precision.clip_gradients(plugin, optimizer, gradient_clip_val, algorithm)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def set_metrics(self, metrics: MetricCollection) -> None:
         """Register per-stage clones of ``metrics`` named ``train/...``, ``val/...`` and ``test/...``."""
