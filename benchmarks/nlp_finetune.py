@@ -104,7 +104,7 @@ def _hf_parts(settings: Settings, backbone: str) -> dict[str, Any]:
             "test": Rows(dm.records["test"]), "data_dir": Path(dm.data_dir)}
 
 
-def _hf(settings: Settings, steps: int, strategy: str, backbone: str) -> dict[str, Any]:
+def _hf(settings: Settings, steps: int, strategy: str, backbone: str, bf16: bool = False) -> dict[str, Any]:
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
     parts = _hf_parts(settings, backbone)
@@ -117,10 +117,11 @@ def _hf(settings: Settings, steps: int, strategy: str, backbone: str) -> dict[st
         def on_train_end(self, args: Any, st: Any, control: Any, **kw: Any) -> None:
             starts.append(time.perf_counter())
 
-    out = settings.workdir / "P2" / f"hf-{strategy}"
+    out = settings.workdir / "P2" / f"hf-{strategy}{'-bf16' if bf16 else ''}"
     args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=BATCH, max_steps=steps,
                              eval_strategy="no", save_strategy="no", report_to=[], logging_strategy="no",
-                             disable_tqdm=True, seed=0, train_sampling_strategy=strategy)
+                             disable_tqdm=True, seed=0, train_sampling_strategy=strategy, bf16=bf16,
+                             use_cpu=bf16)  # HF refuses bf16 without a GPU unless told it is a CPU run
     trainer = Trainer(model=parts["model"], args=args, train_dataset=parts["train"],
                       data_collator=DataCollatorWithPadding(parts["tokenizer"]), callbacks=[Clock()])
     reset_peak_rss()
@@ -204,11 +205,16 @@ def run(settings: Settings) -> list[Row]:
         "hf_defaults": _hf(settings, steps, "random", backbone),
         "trident": _trident(settings, steps, backbone),
         "hf_group_by_length": _hf(settings, steps, "group_by_length", backbone),
+        "hf_bf16": _hf(settings, steps, "random", backbone, bf16=True),
     }
+    from trident_core.precision import resolve_precision
+
+    precision, found = resolve_precision("cpu")  # what the default recipe's bf16_if_native picked
     tput = {k: v["samples_per_s"] for k, v in results.items()}
     rows = []
     for base, name in (("hf_defaults", "HF Trainer defaults (dynamic padding)"),
-                       ("hf_group_by_length", 'HF Trainer, train_sampling_strategy="group_by_length"')):
+                       ("hf_group_by_length", 'HF Trainer, train_sampling_strategy="group_by_length"'),
+                       ("hf_bf16", "HF Trainer defaults plus bf16=True")):
         ratio = tput["trident"] / tput[base]
         rows.append(Row(
             id="P2", compare=f"NLP fine-tuning throughput ({'MiniLM-L6' if backbone == 'auto' else 'tiny'})",
@@ -217,7 +223,7 @@ def run(settings: Settings) -> list[Row]:
             target=">= 1.5x" if base == "hf_defaults" else "report",
             met=ratio >= 1.5 if base == "hf_defaults" else None, command=COMMAND,
             notes=f"{steps} steps (one epoch) per arm, first {WARMUP} untimed, step-start to step-start, "
-            f"batch {BATCH}, max length {MAX_LENGTH}, all cores; "
+            f"batch {BATCH}, max length {MAX_LENGTH}, all cores; Trident precision {precision} ({found}); "
             f"peak RSS MiB baseline {results[base]['rss_mb']:.0f} / Trident {results['trident']['rss_mb']:.0f}",
             extra={"results": results},
         ))
