@@ -56,3 +56,23 @@ def test_recipes_choose_bf16_where_measured_faster_and_smoke_runs_stay_fp32(doma
     # audio's step was only 1.05x faster in bf16 on AMX: not worth an unmeasured accuracy change (README)
     assert default is (domain != "audio")
     assert effective == {"debug": False, "demo": False}
+
+
+def test_a_bf16_gpu_is_asked_unless_the_strategy_forks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asking the GPU initialises CUDA, which forked DDP workers cannot survive: those runs are not asked."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100")
+    assert precision.resolve_precision("auto", "ddp") == ("bf16-mixed", "NVIDIA H100 supports bf16")
+    assert precision.resolve_precision("gpu") == ("bf16-mixed", "NVIDIA H100 supports bf16")
+
+    def must_not_be_asked() -> bool:
+        raise AssertionError("CUDA was initialised before the fork")
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", must_not_be_asked)
+    chosen, found = precision.resolve_precision("gpu", "ddp_fork")
+    assert chosen == "32-true" and "'ddp_fork' forks" in found
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert precision.resolve_precision("cuda") == ("32-true", "NVIDIA H100 lacks bf16")

@@ -131,7 +131,7 @@ class TridentCLI(LightningCLI):
             logger.init_args.save_dir = str(root)
         preflight(root)
         if config.get("bf16_if_native") and config.trainer.precision is None:
-            config.trainer.precision, found = resolve_precision(config.trainer.accelerator)
+            config.trainer.precision, found = resolve_precision(config.trainer.accelerator, config.trainer.strategy)
             rank_zero_info(f"precision {config.trainer.precision} (bf16_if_native: {found}; --trainer.precision "
                            "overrides)")
         if os.environ.get("LOCAL_RANK", "0") == "0":
