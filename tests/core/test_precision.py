@@ -76,3 +76,16 @@ def test_a_bf16_gpu_is_asked_unless_the_strategy_forks(monkeypatch: pytest.Monke
     assert chosen == "32-true" and "'ddp_fork' forks" in found
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     assert precision.resolve_precision("cuda") == ("32-true", "NVIDIA H100 lacks bf16")
+
+
+def test_bf16_preset_trains_with_clipping_and_exports_in_float32(tmp_path: Path) -> None:
+    """The whole path under bf16: fused AdamW with gradient clipping (Lightning alone refuses it), then the
+    float32 artifact, checked against eager PyTorch as always."""
+    import json
+
+    cli = _fit(tmp_path, "bf16", "--preset", "bf16", "--trainer.gradient_clip_val", "1.0",
+               "--model.optimizer.init_args.fused", "true")
+    assert cli.trainer.precision == "bf16-mixed"
+    assert cli.trainer.optimizers[0].defaults["fused"] is True
+    metadata = json.loads((tmp_path / "bf16" / "artifact" / "metadata.json").read_text())
+    assert metadata["parity"]["onnx"]["passed"] and metadata["outputs"][0]["dtype"] == "float32"
