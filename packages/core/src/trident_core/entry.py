@@ -48,6 +48,8 @@ def top_level_help(spec: DomainSpec) -> str:
         "options of fit, validate, test and predict (LightningCLI):",
         f"  --config NAME|PATH   one of this domain's configs or a YAML file; repeat to layer ({', '.join(configs)})",
         f"  --preset NAME        hardware and precision settings; repeatable ({', '.join(presets())})",
+        "  --bf16_if_native B   without --trainer.precision: bf16-mixed where the hardware computes bf16 natively,",
+        "                       else 32-true (true in the nlp and vision default configs)",
         "  --print_config       print the resolved configuration and exit",
         "  --section.key VALUE  any value of the config, e.g. --trainer.max_epochs 3 --data.batch_size 16",
         "",
