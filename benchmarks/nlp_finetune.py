@@ -241,8 +241,8 @@ def run(settings: Settings) -> list[Row]:
         target=">= 1.5x", met=(ratio >= 1.5) if ratio else None, command=COMMAND,
         notes=("" if both else "baseline did not reach the target in "
                f"{max_epochs} epochs: its figure is the time it ran, so the ratio is a lower bound; ")
-        + f"from the start of training, evaluation after every epoch included; Trident: default recipe, the test "
-        f"split as its validation set; HF: Trainer defaults (lr 5e-5, linear decay over {max_epochs} epochs), "
+        + f"from the start of training, evaluation after every epoch included; Trident: default recipe ({precision}), "
+        f"the test split as its validation set; HF: Trainer defaults (lr 5e-5, linear decay over {max_epochs} epochs), "
         f"eval on the test split each epoch; (seconds, accuracy) per evaluation: HF {hf['evals']}, "
         f"Trident {tri['evals']}",
         extra={"hf": hf, "trident": tri, "target": target},
