@@ -13,6 +13,8 @@ import netrc
 import os
 import socket
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -75,20 +77,25 @@ def resolve_mode(timeout: float = 5.0) -> str:
     return "online"
 
 
-def log_artifact_safely(logger: WandbLogger, artifact: Any, where: str | Path) -> None:
-    """``log_artifact`` that never ends training: online it checks the login with the server synchronously, so a
-    server that died after the run started raises, after a wait of its own (found by
-    tests/reliability/test_services.py). After one failure the run logs no more artifacts, so that wait is paid once.
+def upload_safely(logger: WandbLogger, upload: Callable[[], object], what: str, where: str | Path) -> None:
+    """Run a W&B artifact upload that never ends training. Online, W&B checks the login with the server
+    synchronously, so a server that died after the run started raises, after a wait of its own (found by
+    tests/reliability/test_services.py). After one failure the run uploads no more artifacts (``artifacts_failed``),
+    so that wait is paid once; what was not uploaded stays on disk, in ``where``.
     """
     if getattr(logger, "artifacts_failed", False):
-        log.warning("W&B: %s not logged as an artifact (W&B failed earlier in this run); it stays in %s",
-                    artifact.name, where)
+        log.warning("W&B: did not log %s as an artifact (W&B failed earlier in this run); it stays in %s", what, where)
         return
     try:
-        logger.experiment.log_artifact(artifact)
+        upload()
     except Exception as err:
         logger.artifacts_failed = True  # type: ignore[attr-defined]
-        log.warning("W&B: %s not logged as an artifact (%s); it stays in %s", artifact.name, err, where)
+        log.warning("W&B: did not log %s as an artifact (%s); it stays in %s", what, err, where)
+
+
+def log_artifact_safely(logger: WandbLogger, artifact: Any, where: str | Path) -> None:
+    """``log_artifact`` through :func:`upload_safely`."""
+    upload_safely(logger, lambda: logger.experiment.log_artifact(artifact), artifact.name, where)
 
 
 class TridentWandbLogger(WandbLogger):
@@ -158,26 +165,14 @@ class TridentWandbLogger(WandbLogger):
             self._experiment = None
             return super().experiment
 
-
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
-        if self.artifacts_failed:  # W&B failed earlier: the checkpoints stay on disk only
-            return
-        try:
-            super().after_save_checkpoint(checkpoint_callback)
-        except Exception as err:  # a W&B server gone mid-run must not end training
-            self.artifacts_failed = True
-            log.warning("W&B: checkpoint not logged as an artifact (%s); it stays in %s", err,
-                        getattr(checkpoint_callback, "dirpath", "the checkpoint folder"))
+        if not self.artifacts_failed:  # after a failure the checkpoints stay on disk, without a warning per save
+            upload_safely(self, partial(super().after_save_checkpoint, checkpoint_callback), "the checkpoint",
+                          getattr(checkpoint_callback, "dirpath", "the checkpoint folder"))
 
     def finalize(self, status: str) -> None:
-        if self.artifacts_failed:
-            log.warning("W&B: checkpoints not logged as artifacts (W&B failed earlier in this run); they stay on disk")
-            return
-        try:
-            super().finalize(status)  # logs the checkpoints as artifacts (log_model=True)
-        except Exception as err:  # the run is over; the checkpoints are on disk either way
-            self.artifacts_failed = True
-            log.warning("W&B: checkpoints not logged as artifacts at the end (%s); they stay on disk", err)
+        # logs the checkpoints as artifacts (log_model=True); the run is over, they are on disk either way
+        upload_safely(self, partial(super().finalize, status), "the checkpoints", "the checkpoint folder")
 
 
 class ConfigToLogger(SaveConfigCallback):
