@@ -53,8 +53,9 @@ def _trident(settings: Settings, steps: int, backbone: str) -> dict[str, Any]:
     if settings.quick:
         args += ["--model.hidden_size=32", "--model.num_layers=1", "--model.num_heads=2"]
     reset_peak_rss()
-    _run_cli(DOMAIN, args, lambda cli: cli.trainer.callbacks.append(timer))
-    return {"samples_per_s": _throughput(timer.starts), "rss_mb": peak_rss_mb()}
+    cli = _run_cli(DOMAIN, args, lambda cli: cli.trainer.callbacks.append(timer))
+    return {"samples_per_s": _throughput(timer.starts), "rss_mb": peak_rss_mb(),
+            "precision": cli.trainer.precision}
 
 
 def _hf_parts(settings: Settings, backbone: str) -> dict[str, Any]:
@@ -165,25 +166,8 @@ def _hf_to_target(settings: Settings, backbone: str, target: float, max_epochs: 
 def _trident_to_target(settings: Settings, backbone: str, target: float, max_epochs: int) -> dict[str, Any]:
     """Trident's default recipe (configs/default.yaml) with the test split as its validation set, stopped when
     the validation (= test) accuracy reaches ``target``."""
-    from lightning.pytorch.callbacks import Callback
-
-    from benchmarks.overhead import _run_cli
+    from benchmarks.overhead import StopAtTarget, _run_cli
     from trident_nlp.cli import DOMAIN
-
-    clock: dict[str, Any] = {"evals": []}
-
-    class StopAtTarget(Callback):
-        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-            clock["start"] = time.perf_counter()
-
-        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-            if trainer.sanity_checking:
-                return
-            acc = float(trainer.callback_metrics["val/acc"])
-            clock["evals"].append((round(time.perf_counter() - clock["start"], 1), round(acc, 4)))
-            if acc >= target and "reached" not in clock:
-                clock["reached"] = time.perf_counter() - clock["start"]
-                trainer.should_stop = True
 
     data = settings.workdir / "P2" / "data"
     root = settings.workdir / "P2" / "trident-target"
@@ -194,8 +178,9 @@ def _trident_to_target(settings: Settings, backbone: str, target: float, max_epo
             "--trainer.enable_model_summary=false"]
     if settings.quick:
         args += ["--model.hidden_size=32", "--model.num_layers=1", "--model.num_heads=2"]
-    _run_cli(DOMAIN, args, lambda cli: cli.trainer.callbacks.append(StopAtTarget()))
-    return {"seconds": clock.get("reached"), "evals": clock["evals"]}
+    stop = StopAtTarget("val/acc", target)
+    cli = _run_cli(DOMAIN, args, lambda cli: cli.trainer.callbacks.append(stop))
+    return {"seconds": stop.reached, "evals": stop.evals, "precision": cli.trainer.precision}
 
 
 def run(settings: Settings) -> list[Row]:
@@ -207,9 +192,6 @@ def run(settings: Settings) -> list[Row]:
         "hf_group_by_length": _hf(settings, steps, "group_by_length", backbone),
         "hf_bf16": _hf(settings, steps, "random", backbone, bf16=True),
     }
-    from trident_core.precision import resolve_precision
-
-    precision, found = resolve_precision("cpu")  # what the default recipe's bf16_if_native picked
     tput = {k: v["samples_per_s"] for k, v in results.items()}
     rows = []
     for base, name in (("hf_defaults", "HF Trainer defaults (dynamic padding)"),
@@ -223,7 +205,8 @@ def run(settings: Settings) -> list[Row]:
             target=">= 1.5x" if base == "hf_defaults" else "report",
             met=ratio >= 1.5 if base == "hf_defaults" else None, command=COMMAND,
             notes=f"{steps} steps (one epoch) per arm, first {WARMUP} untimed, step-start to step-start, "
-            f"batch {BATCH}, max length {MAX_LENGTH}, all cores; Trident precision {precision} ({found}); "
+            f"batch {BATCH}, max length {MAX_LENGTH}, all cores; "
+            f"Trident precision {results['trident']['precision']}; "
             f"peak RSS MiB baseline {results[base]['rss_mb']:.0f} / Trident {results['trident']['rss_mb']:.0f}",
             extra={"results": results},
         ))
@@ -241,8 +224,9 @@ def run(settings: Settings) -> list[Row]:
         target=">= 1.5x", met=(ratio >= 1.5) if ratio else None, command=COMMAND,
         notes=("" if both else "baseline did not reach the target in "
                f"{max_epochs} epochs: its figure is the time it ran, so the ratio is a lower bound; ")
-        + f"from the start of training, evaluation after every epoch included; Trident: default recipe ({precision}), "
-        f"the test split as its validation set; HF: Trainer defaults (lr 5e-5, linear decay over {max_epochs} epochs), "
+        + "from the start of training, evaluation after every epoch included; "
+        f"Trident: default recipe ({tri['precision']}), the test split as its validation set; "
+        f"HF: Trainer defaults (lr 5e-5, linear decay over {max_epochs} epochs), "
         f"eval on the test split each epoch; (seconds, accuracy) per evaluation: HF {hf['evals']}, "
         f"Trident {tri['evals']}",
         extra={"hf": hf, "trident": tri, "target": target},

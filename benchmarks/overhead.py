@@ -91,6 +91,29 @@ class StepTimer(Callback):
         self.starts.append(time.perf_counter())
 
 
+class StopAtTarget(Callback):
+    """Stops the fit when a validation metric first reaches ``target``; records each (seconds, value) and when."""
+
+    def __init__(self, metric: str, target: float) -> None:
+        self.metric, self.target = metric, target
+        self.evals: list[tuple[float, float]] = []
+        self.reached: float | None = None
+        self.start = 0.0
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self.start = time.perf_counter()
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.sanity_checking or self.metric not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics[self.metric])
+        elapsed = time.perf_counter() - self.start
+        self.evals.append((round(elapsed, 1), round(value, 4)))
+        if value >= self.target and self.reached is None:
+            self.reached = elapsed
+            trainer.should_stop = True
+
+
 def _run_cli(spec: DomainSpec, args: list[str], before_fit: Any) -> Any:
     """Run ``fit`` through TridentCLI; ``before_fit(cli)`` runs once the objects exist, before training."""
     from trident_core.callbacks import ExportOnFitEnd

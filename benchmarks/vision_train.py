@@ -108,14 +108,6 @@ def _plain_monai(dm: Any, net: torch.nn.Module, epochs: int, limit: int | None, 
     return {"epochs": times, "evals": evals, "reached": reached, "ran_s": time.perf_counter() - start_all}
 
 
-def _precision(settings: Settings) -> str:
-    """The precision the default recipe's ``bf16_if_native`` picks here (the quick settings run ``debug``, fp32)."""
-    from trident_core.precision import resolve_precision
-
-    chosen, found = resolve_precision("cpu")
-    return "32-true (debug config)" if settings.quick else f"{chosen} ({found})"
-
-
 def run(settings: Settings) -> list[Row]:
     from benchmarks.overhead import _run_cli
     from trident_vision.cli import DOMAIN
@@ -148,13 +140,13 @@ def run(settings: Settings) -> list[Row]:
         reset_peak_rss()
         timer.fit_start = time.perf_counter()
 
-    _run_cli(DOMAIN, args, before_fit)
+    cli = _run_cli(DOMAIN, args, before_fit)
     trident_rss = peak_rss_mb()
     t = statistics.median(timer.epochs[1:] or timer.epochs)
     b = statistics.median(plain["epochs"][1:] or plain["epochs"])
     b16 = statistics.median(plain["bf16_epochs"][1:] or plain["bf16_epochs"])
     notes = (f"{epochs} epochs per arm, first one warm-up, median of the rest; Trident precision "
-             f"{_precision(settings)}; Trident's cache fill (setup) {timer.setup_s:.1f} s is not in its epoch time; "
+             f"{cli.trainer.precision}; Trident's cache fill (setup) {timer.setup_s:.1f} s is not in its epoch time; "
              f"baseline DataLoader num_workers={workers}; peak RSS MiB plain {plain['rss']:.0f} / Trident "
              f"{trident_rss or 0:.0f}")
     return [
@@ -172,32 +164,9 @@ def run(settings: Settings) -> list[Row]:
     ]
 
 
-class StopAtDice(Callback):
-    """Stops the fit when the validation mean Dice first reaches the target; records when."""
-
-    def __init__(self, target: float) -> None:
-        self.target = target
-        self.evals: list[tuple[float, float]] = []
-        self.reached: float | None = None
-        self.start = 0.0
-
-    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        self.start = time.perf_counter()
-
-    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        if trainer.sanity_checking or "val/dice" not in trainer.callback_metrics:
-            return
-        dice = float(trainer.callback_metrics["val/dice"])
-        elapsed = time.perf_counter() - self.start
-        self.evals.append((round(elapsed, 1), round(dice, 4)))
-        if dice >= self.target and self.reached is None:
-            self.reached = elapsed
-            trainer.should_stop = True
-
-
 def _time_to_target(settings: Settings, root: Any, workers: int) -> Row:
     """Both arms from the same initial weights until validation mean Dice >= TARGET_DICE (or the budget)."""
-    from benchmarks.overhead import _run_cli
+    from benchmarks.overhead import StopAtTarget, _run_cli
     from trident_vision.cli import DOMAIN
 
     target = settings.pick(0.0, TARGET_DICE)
@@ -210,7 +179,7 @@ def _time_to_target(settings: Settings, root: Any, workers: int) -> Row:
     if settings.quick:
         limit = 1
         args += [f"--trainer.limit_train_batches={limit}", "--trainer.limit_val_batches=1"]
-    stop = StopAtDice(target)
+    stop = StopAtTarget("val/dice", target)
     plain: dict[str, Any] = {}
 
     def before_fit(cli: Any) -> None:
@@ -221,14 +190,14 @@ def _time_to_target(settings: Settings, root: Any, workers: int) -> Row:
                                   target))
         torch.manual_seed(0)
 
-    _run_cli(DOMAIN, args, before_fit)
+    cli = _run_cli(DOMAIN, args, before_fit)
     base = plain["reached"] if plain["reached"] is not None else plain["ran_s"]
     ratio = base / stop.reached if stop.reached else None
     notes = ("" if plain["reached"] is not None else f"baseline did not reach the target in {plain['ran_s']:.0f} s "
              f"(budget {BASELINE_BUDGET_S} s or {max_epochs} epochs): its figure is the time it ran, so the ratio "
              "is a lower bound; ")
     notes += (f"from the start of training, validation every {VAL_EVERY} epochs included; same initial weights; "
-              f"Trident precision {_precision(settings)}, baseline float32; "
+              f"Trident precision {cli.trainer.precision}, baseline float32; "
               f"(seconds, val mean Dice) per validation: plain {plain['evals']}, Trident {stop.evals}")
     return Row(id="P4", compare=f"vision wall time to held-out mean Dice {target}", baseline_name="plain MONAI loop",
                baseline=round(base, 1), trident=round(stop.reached, 1) if stop.reached else None, unit="s",
