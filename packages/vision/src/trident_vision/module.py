@@ -177,7 +177,8 @@ class SegmentationModule(TaskModule):
         self._save_overlay("test", "test/overlay")
 
     def _log_classes(self, stage: str, name: str, metric: ClassMean, missing: float = 0.0) -> None:
-        per_class = metric.compute().float()
+        # torchmetrics squeezes a one-element result to 0-d: with one foreground class that is every run
+        per_class = metric.compute().float().reshape(-1)
         metric.reset()
         seen = per_class[torch.isfinite(per_class)]
         mean = seen.mean() if seen.numel() else torch.tensor(missing)
