@@ -26,6 +26,7 @@ from toydomain import DOMAIN
 from trident_core.cli import remove_partial_saves, run_domain
 from trident_core.errors import CheckpointError
 from trident_core.export import load_checkpoint
+from trident_core.module import CHECKPOINT_VERSION
 
 HERE = Path(__file__).parent
 STEPS_PER_EPOCH = 16  # toy domain: 256 samples, batch 16
@@ -74,8 +75,9 @@ _WRITER = """
 import sys, torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from trident_core.checkpoint_io import AtomicCheckpointIO
+from trident_core.module import CHECKPOINT_VERSION
 io = AtomicCheckpointIO() if sys.argv[1] == "trident" else TorchCheckpointIO()
-checkpoint = {"state_dict": {"w": torch.randn(3_000_000)}, "global_step": 1}
+checkpoint = {"state_dict": {"w": torch.randn(3_000_000)}, "global_step": 1, "trident": {"version": CHECKPOINT_VERSION}}
 while True:
     io.save_checkpoint(checkpoint, sys.argv[2])
 """
@@ -97,7 +99,8 @@ def test_kill_during_save_leaves_a_loadable_checkpoint(tmp_path: Path, io: str) 
     tmpdir = Path(tempfile.mkdtemp(dir=shm if shm.is_dir() else tmp_path, prefix="trident-reliability-"))
     target = tmp_path / "checkpoints" / "last.ckpt"
     target.parent.mkdir()
-    full = len(_serialised({"state_dict": {"w": torch.zeros(3_000_000)}, "global_step": 1}))
+    full = len(_serialised({"state_dict": {"w": torch.zeros(3_000_000)}, "global_step": 1,
+                            "trident": {"version": CHECKPOINT_VERSION}}))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmpdir)}
     proc = subprocess.Popen([sys.executable, "-c", _WRITER, io, str(target)], env=env, stderr=subprocess.PIPE)
     partial_seen = False

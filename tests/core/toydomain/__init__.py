@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -127,15 +126,16 @@ class ToyDataModule(TridentDataModule):
         return self.loader(self._split("test"))
 
 
-def infer(artifact: str, input: str, output: str | None, batch_size: int) -> list[dict]:
+def infer(artifact: str, input: str, output: str | None = None, batch_size: int = 64) -> list[dict]:
     from trident_core.artifact import load_artifact
+    from trident_core.output import write_jsonl
 
     model = load_artifact(artifact)
     x = torch.load(input, weights_only=True)["x"].numpy()
     logits = model.run({"x": x})["logits"]
     rows = [{"index": i, "label": int(k)} for i, k in enumerate(logits.argmax(-1))]
     if output:
-        Path(output).write_text("".join(json.dumps(r) + "\n" for r in rows))
+        write_jsonl(rows, output, "predictions.jsonl")
     return rows
 
 

@@ -291,15 +291,17 @@ def _infer_main(spec: DomainSpec, args: list[str]) -> None:
     parser.add_argument("--artifact", required=True, help="artifact folder written by `export`")
     parser.add_argument("--input", required=True, help="input file, folder, manifest, or - for stdin")
     parser.add_argument("--output", default=None, help="where to write results (default: JSONL on stdout)")
-    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--batch_size", type=int, default=None,
+                        help="inputs per onnxruntime call (default: the domain's own)")
     ns = parser.parse_args(args)
+    if ns.batch_size is not None and ns.batch_size < 1:
+        raise ConfigError(f"--batch_size must be >= 1, got {ns.batch_size}")
     infer = load_object(spec.infer)
-    rows = infer(ns.artifact, ns.input, ns.output, ns.batch_size)
+    kwargs = {} if ns.batch_size is None else {"batch_size": ns.batch_size}
+    rows = infer(ns.artifact, ns.input, ns.output, **kwargs)  # the domain writes --output itself
     if ns.output is None:
         for row in rows or []:
             print(json.dumps(row, ensure_ascii=False))
-    elif rows is not None and not Path(ns.output).exists():
-        Path(ns.output).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def run_domain(spec: DomainSpec, args: list[str] | None = None, *, exit_on_error: bool = True) -> TridentCLI | None:

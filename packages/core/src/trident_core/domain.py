@@ -25,7 +25,9 @@ class DomainSpec:
         config_package: Importable package holding ``default.yaml``, ``debug.yaml`` and ``demo.yaml``.
         monitor: Metric that ModelCheckpoint watches, e.g. ``"val/acc"``.
         monitor_mode: ``"max"`` or ``"min"``.
-        infer: ``"package.module:function"`` with signature ``(artifact, input, output, batch_size) -> list[dict]``.
+        infer: ``"package.module:function"`` with signature ``(artifact, input, output=None, batch_size=<the
+            domain's default>) -> list[dict]``; it writes ``output`` itself (JSONL through
+            :func:`trident_core.output.write_jsonl`, or the domain's files) and returns the rows.
         demo_inputs: ``"package.module:function"`` returning an ``--input`` value for a built default dataset.
         demo_metrics: Test metrics that ``trident demo`` reports.
         links: ``(source, target)`` pairs linked with ``apply_on="instantiate"``.

@@ -284,6 +284,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from None
     if not isinstance(data, dict) or "state_dict" not in data:
         raise CheckpointError(f"{ckpt}: not a Lightning checkpoint (no 'state_dict')")
+    from trident_core.module import check_checkpoint_version
+
+    check_checkpoint_version(data, str(ckpt))
     return data
 
 

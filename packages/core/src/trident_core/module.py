@@ -17,6 +17,7 @@ from lightning.pytorch.utilities.data import extract_batch_size
 from torch import nn
 from torchmetrics import MetricCollection
 
+from trident_core.errors import CheckpointError
 from trident_core.schedule import warmup_cosine
 
 if TYPE_CHECKING:
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 _INJECTED = ["net", "optimizer", "scheduler"]
+# 2: one "trident" key holds the W&B run id, metrics and the domain's extras; nlp modules receive `net`
+CHECKPOINT_VERSION = 2
 log = logging.getLogger(__name__)
 
 
@@ -143,9 +146,19 @@ class TaskModule(LightningModule):
         """What to export and how to check it; every domain implements this."""
         raise NotImplementedError(f"{type(self).__name__} does not implement export_spec()")
 
+    def checkpoint_extras(self) -> dict[str, Any]:
+        """Plain-data values (str, numbers, lists, dicts) the domain keeps in checkpoints beside the weights, such
+        as a tokenizer; stored under ``checkpoint["trident"]["extras"]``. Override with
+        :meth:`restore_checkpoint_extras`."""
+        return {}
+
+    def restore_checkpoint_extras(self, extras: dict[str, Any]) -> None:
+        """Take back what :meth:`checkpoint_extras` stored (``{}`` for a checkpoint that stored nothing)."""
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the W&B run id and the latest metrics so resumes continue the run and exports know them."""
-        extra: dict[str, Any] = {"wandb_run_id": None, "metrics": {}}
+        """Store the W&B run id, the latest metrics and the domain's extras under the one ``trident`` key, so
+        resumes continue the W&B run and exports know the metrics."""
+        extra: dict[str, Any] = {"version": CHECKPOINT_VERSION, "wandb_run_id": None, "metrics": {}}
         if self._trainer is not None:
             for logger in self.trainer.loggers:
                 if isinstance(logger, WandbLogger):
@@ -153,7 +166,25 @@ class TaskModule(LightningModule):
             extra["metrics"] = {
                 k: float(v) for k, v in self.trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1
             }
+        extra["extras"] = self.checkpoint_extras()
         checkpoint["trident"] = extra
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse checkpoints of another checkpoint version (naming it); restore the domain's extras."""
+        check_checkpoint_version(checkpoint)
+        self.restore_checkpoint_extras(checkpoint["trident"].get("extras") or {})
+
+
+def check_checkpoint_version(checkpoint: dict[str, Any], source: str = "this checkpoint") -> None:
+    """Raise :class:`CheckpointError` naming the version unless ``checkpoint`` has :data:`CHECKPOINT_VERSION`
+    (checkpoints written before the version was recorded are version 1)."""
+    found = (checkpoint.get("trident") or {}).get("version", 1)
+    if found != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{source}: Trident checkpoint version {found}; this Trident reads version {CHECKPOINT_VERSION} (since "
+            "trident-core 0.2 one 'trident' key holds the domain's extras and nlp modules receive `net`). Retrain "
+            "with this version, or export the checkpoint with the Trident that wrote it"
+        )
 
 
 def _fused_adamw_ok(groups: list[dict[str, Any]]) -> bool:
