@@ -12,11 +12,12 @@ import torch
 from torch import nn
 from vision_fixtures import write_nifti
 
-from trident_core.artifact import load_artifact
-from trident_core.errors import DataError
+from trident_core.artifact import Artifact, load_artifact
+from trident_core.errors import ArtifactError, ConfigError, DataError
 from trident_core.export import export_artifact
+from trident_vision.cli import main
 from trident_vision.defaults import make_phantom
-from trident_vision.export import infer
+from trident_vision.export import SegmentationMetadata, infer
 from trident_vision.model import tiny_unet
 from trident_vision.module import SegmentationModule
 from trident_vision.transforms import make_preprocessing
@@ -47,9 +48,10 @@ def test_export_parity_and_dynamic_spatial_axes(tmp_path: Path) -> None:
     assert np.abs(artifact.run({"image": x})["logits"] - want).max() < 1e-4
 
 
-def _known_answer_artifact(tmp_path: Path) -> Path:
+def _known_answer_artifact(tmp_path: Path, **module_args: object) -> Path:
     module = SegmentationModule(Threshold(), num_classes=2, class_names=["background", "object"],
-                                roi_size=(32, 32, 32), preprocessing=make_preprocessing(spacing=(1.5, 1.5, 1.5)))
+                                roi_size=(32, 32, 32), preprocessing=make_preprocessing(spacing=(1.5, 1.5, 1.5)),
+                                **module_args)
     return export_artifact(module.export_spec(), tmp_path / "artifact", domain="vision").path
 
 
@@ -86,3 +88,80 @@ def test_infer_checks_every_input_before_writing(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"b\.nii\.gz: image must be 3D"):
         infer(str(artifact), str(tmp_path / "in"), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_metadata_is_one_dataclass_written_and_read_back(tmp_path: Path) -> None:
+    artifact = load_artifact(_known_answer_artifact(tmp_path, sw_batch_size=3, overlap=0.5, blend_mode="constant"))
+    raw = json.loads((artifact.path / "metadata.json").read_text())["domain_metadata"]
+    # the keys artifacts have always had, task first
+    assert list(raw) == ["task", "num_classes", "class_names", "in_channels", "preprocessing", "roi_size",
+                         "sw_batch_size", "overlap", "blend_mode", "divisor", "network"]
+    meta = SegmentationMetadata.from_artifact(artifact)
+    assert meta == SegmentationMetadata(
+        num_classes=2, class_names=["background", "object"], in_channels=1,
+        preprocessing=make_preprocessing(spacing=(1.5, 1.5, 1.5)), roi_size=[32, 32, 32], sw_batch_size=3,
+        overlap=0.5, blend_mode="constant", divisor=16, network="Threshold")
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda m: m.pop("sw_batch_size"), r"missing \['sw_batch_size'\]"),
+    (lambda m: m.pop("preprocessing"), r"missing \['preprocessing'\]"),
+    (lambda m: m.update(fill_holes=True), r"unknown \['fill_holes'\]"),
+    (lambda m: m.update(task="intent_classification"), r"\[domain_metadata.task\] is 'intent_classification'"),
+])
+def test_infer_names_the_metadata_key_it_cannot_use(tmp_path: Path, edit, message: str) -> None:
+    artifact = _known_answer_artifact(tmp_path)
+    meta_path = artifact / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    edit(meta["domain_metadata"])
+    meta_path.write_text(json.dumps(meta))
+    write_nifti(tmp_path / "in" / "a.nii.gz", np.ones((20, 20, 20), np.float32))
+    with pytest.raises(ArtifactError, match=message) as info:
+        infer(str(artifact), str(tmp_path / "in"), str(tmp_path / "out"))
+    assert str(meta_path) in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def _window_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the batch size of every onnxruntime call (the real ``Artifact.run`` still does the work)."""
+    batches: list[int] = []
+    real_run = Artifact.run
+
+    def counting_run(self: Artifact, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        batches.append(inputs["image"].shape[0])
+        return real_run(self, inputs)
+
+    monkeypatch.setattr(Artifact, "run", counting_run)
+    return batches
+
+
+def test_infer_windows_per_call_default_to_the_training_sw_batch_size(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    artifact = _known_answer_artifact(tmp_path, sw_batch_size=3)
+    # 64 voxels at 1.5 mm -> 43 after resampling: 2 windows of 32 per axis at overlap 0.25, 8 windows in all
+    volume = np.random.default_rng(0).uniform(0, 100, (64, 64, 64)).astype(np.float32)
+    write_nifti(tmp_path / "in" / "a.nii.gz", volume)
+    batches = _window_batches(monkeypatch)
+    main(["infer", "--artifact", str(artifact), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "a")])
+    assert batches == [3, 3, 2]
+    batches.clear()
+    main(["infer", "--artifact", str(artifact), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "b"),
+          "--batch_size", "5"])
+    assert batches == [5, 3]
+    batches.clear()
+    infer(str(artifact), str(tmp_path / "in"), str(tmp_path / "c"))
+    assert batches == [3, 3, 2]
+    same = [np.asarray(nib.load(tmp_path / d / "a_seg.nii.gz").dataobj) for d in "abc"]
+    assert np.array_equal(same[0], same[1]) and np.array_equal(same[0], same[2])  # windows per call change no voxel
+    with pytest.raises(ConfigError, match="must be >= 1, got 0"):
+        infer(str(artifact), str(tmp_path / "in"), str(tmp_path / "d"), batch_size=0)
+
+
+def test_summary_is_replaced_whole(tmp_path: Path) -> None:
+    artifact = _known_answer_artifact(tmp_path)
+    write_nifti(tmp_path / "in" / "a.nii.gz", np.ones((20, 20, 20), np.float32))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "summary.json").write_text("stale")
+    rows = infer(str(artifact), str(tmp_path / "in"), str(tmp_path / "out"))
+    assert json.loads((tmp_path / "out" / "summary.json").read_text()) == rows
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_seg.nii.gz", "summary.json"]  # no temp left

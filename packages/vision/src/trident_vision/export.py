@@ -1,26 +1,106 @@
-"""Artifact-based inference for segmentation: NIfTI in, NIfTI masks with the input's grid out.
+"""Both halves of the segmentation artifact: what training exports and how serving reads and runs it.
 
-``infer`` preprocesses each volume with the transforms stored in the artifact's ``metadata.json``, runs
-MONAI's sliding-window inference with onnxruntime as the predictor, inverts the spatial transforms
-(foreground crop, spacing, orientation) with ``Invertd`` and writes one mask per input with the input's
-shape and affine, plus ``summary.json`` (volume of every class in mL). The export side is
-:meth:`trident_vision.module.SegmentationModule.export_spec`.
+Export: :func:`export_spec` (``SegmentationModule.export_spec`` delegates here) writes the network alone plus
+:class:`SegmentationMetadata`, everything ``infer`` needs to preprocess, window and label a volume. Serving:
+:class:`Segmenter` reads that same dataclass back, preprocesses each volume with the stored transforms, runs MONAI's
+sliding-window inference with onnxruntime as the predictor, inverts the spatial transforms (foreground crop,
+spacing, orientation) with ``Invertd`` and turns the class probabilities into a mask with
+:func:`segmentation_mask`, the one post-processing rule the module's validation and test steps use as well.
+``infer`` writes one mask per input with the input's shape and affine, plus ``summary.json`` (volume of every class
+in mL). Serving needs onnxruntime, MONAI and numpy (torch through MONAI), never Lightning.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from trident_core.artifact import Artifact, load_artifact
-from trident_core.errors import ArtifactError, DataError
+from trident_core.errors import ConfigError, DataError
+from trident_core.metadata import DomainMetadata
 from trident_vision.datalist import case_name, check_image, is_nifti, read_datalist
 
-_REQUIRED = ("num_classes", "class_names", "in_channels", "preprocessing", "roi_size", "overlap", "blend_mode")
+if TYPE_CHECKING:
+    import torch
+
+    from trident_core.export import ExportSpec
+    from trident_vision.module import SegmentationModule
+
+
+@dataclass(frozen=True)
+class SegmentationMetadata(DomainMetadata):
+    """The artifact's ``domain_metadata``, written by :func:`export_spec` and read by :class:`Segmenter`.
+
+    Attributes:
+        num_classes: Classes including background (the network's output channels).
+        class_names: One name per class; index 0 is background.
+        in_channels: Image channels the network takes.
+        preprocessing: The dict :func:`trident_vision.transforms.preprocess_transforms` builds the transforms from.
+        roi_size: Sliding-window size (multiples of ``divisor``).
+        sw_batch_size: Windows per forward pass in training's evaluation; ``infer``'s default windows per call.
+        overlap: Fraction of overlap between windows.
+        blend_mode: ``gaussian`` or ``constant`` weighting of overlapping windows.
+        divisor: Total stride of the network: every spatial size it takes is a multiple of it.
+        network: Class name of the network (for people reading the file).
+    """
+
+    TASK: ClassVar[str] = "segmentation"
+    num_classes: int
+    class_names: list[str]
+    in_channels: int
+    preprocessing: dict[str, Any]
+    roi_size: list[int]
+    sw_batch_size: int
+    overlap: float
+    blend_mode: str
+    divisor: int
+    network: str
+
+
+def segmentation_mask(scores: torch.Tensor) -> torch.Tensor:
+    """The class-index mask of class scores: the one post-processing rule of evaluation and of ``infer``.
+
+    Args:
+        scores: Logits or class probabilities (softmax keeps their order), ``[C, D, H, W]`` or ``[B, C, D, H, W]``:
+            the class axis is the fourth from the end; any device, any grid.
+
+    Returns:
+        ``uint8`` class indices, the class axis removed (``[D, H, W]`` or ``[B, D, H, W]``), on the same device;
+        a tie goes to the lower class index.
+    """
+    import torch
+
+    return scores.argmax(dim=-4).to(torch.uint8)
+
+
+def export_spec(module: SegmentationModule) -> ExportSpec:
+    """The network alone (logits on ``[B, C, D, H, W]`` with spatial sizes multiple of the stride), plus the
+    :class:`SegmentationMetadata` ``infer`` reads back."""
+    import copy
+
+    import torch
+
+    from trident_core.export import ExportSpec
+
+    net = copy.deepcopy(module.net).cpu().float().eval()
+    d, roi = module.divisor, module.roi_size
+    # batch 2 in both: torch.export specialises a dimension traced at size 1
+    gen = torch.Generator().manual_seed(0)
+    examples = [(torch.randn(2, module.in_channels, *roi, generator=gen),),
+                (torch.randn(2, module.in_channels, roi[0] + d, roi[1], max(2 * d, roi[2] - d), generator=gen),)]
+    spatial = {0: "batch", 2: "depth", 3: "height", 4: "width"}
+    metadata = SegmentationMetadata(
+        num_classes=module.num_classes, class_names=module.class_names, in_channels=module.in_channels,
+        preprocessing=module.preprocessing, roi_size=module.roi_size, sw_batch_size=module.sw_batch_size,
+        overlap=module.overlap, blend_mode=module.blend_mode, divisor=d, network=type(module.net).__name__,
+    )
+    return ExportSpec(model=net, example_inputs=examples, input_names=["image"], output_names=["logits"],
+                      dynamic_axes={"image": spatial, "logits": spatial}, metadata=metadata.to_dict(), atol=1e-4)
 
 
 def input_files(source: str | Path) -> list[Path]:
@@ -45,39 +125,54 @@ def input_files(source: str | Path) -> list[Path]:
     return [path]
 
 
-def _check_metadata(artifact: Artifact) -> dict[str, Any]:
-    meta = artifact.domain_metadata
-    missing = [k for k in _REQUIRED if k not in meta]
-    if meta.get("task") != "segmentation" or missing:
-        raise ArtifactError(f"{artifact.path}: not a vision segmentation artifact (missing {missing}); "
-                            "export it with `trident-vision export`")
-    return meta
+class Segmenter:
+    """The artifact runner: one NIfTI volume in, its class-index mask on its own voxel grid out.
 
+    Args:
+        artifact: An opened segmentation artifact.
+        sw_batch_size: Sliding windows per onnxruntime call; ``None`` takes the metadata's ``sw_batch_size``
+            (the value training evaluated with).
 
-def _segment(artifact: Artifact, meta: dict[str, Any], path: Path, sw_batch_size: int) -> np.ndarray:
-    """Class-index mask of one volume on its own voxel grid."""
-    import torch
-    from monai.data import MetaTensor
-    from monai.inferers import sliding_window_inference
-    from monai.transforms import Compose, Invertd
+    Raises:
+        ArtifactError: the metadata is not a segmentation artifact's (missing or unknown keys named).
+        ConfigError: ``sw_batch_size`` below 1.
+    """
 
-    from trident_vision.transforms import preprocess_transforms
+    def __init__(self, artifact: Artifact, sw_batch_size: int | None = None) -> None:
+        from monai.transforms import Compose
 
-    preprocess = Compose(preprocess_transforms(meta["preprocessing"], ["image"]))
-    data = preprocess({"image": str(path)})
-    image = data["image"]
+        from trident_vision.transforms import preprocess_transforms
 
-    def predictor(windows: torch.Tensor) -> torch.Tensor:
+        self.artifact = artifact
+        self.metadata = SegmentationMetadata.from_artifact(artifact)
+        self.sw_batch_size = self.metadata.sw_batch_size if sw_batch_size is None else sw_batch_size
+        if self.sw_batch_size < 1:
+            raise ConfigError(f"batch_size (sliding windows per call) must be >= 1, got {self.sw_batch_size}")
+        self.preprocess = Compose(preprocess_transforms(self.metadata.preprocessing, ["image"]))
+
+    def _predict(self, windows: torch.Tensor) -> torch.Tensor:
+        import torch
+
         array = windows.detach().cpu().numpy().astype(np.float32)
-        return torch.from_numpy(artifact.run({"image": array})["logits"])
+        return torch.from_numpy(self.artifact.run({"image": array})["logits"])
 
-    with torch.no_grad():
-        logits = sliding_window_inference(image.as_tensor()[None], meta["roi_size"], sw_batch_size, predictor,
-                                          overlap=meta["overlap"], mode=meta["blend_mode"])
-    data["pred"] = MetaTensor(torch.softmax(logits[0], dim=0), meta=dict(image.meta))
-    # resample class probabilities (not labels) back through crop, spacing and orientation
-    inverted = Invertd("pred", transform=preprocess, orig_keys="image", nearest_interp=False)(data)["pred"]
-    return np.asarray(inverted.argmax(0).cpu().numpy(), dtype=np.uint8)
+    def __call__(self, path: Path) -> np.ndarray:
+        """Class-index mask (``uint8``) of the volume at ``path``, with that file's shape."""
+        import torch
+        from monai.data import MetaTensor
+        from monai.inferers import sliding_window_inference
+        from monai.transforms import Invertd
+
+        meta = self.metadata
+        data = self.preprocess({"image": str(path)})
+        image = data["image"]
+        with torch.no_grad():
+            logits = sliding_window_inference(image.as_tensor()[None], meta.roi_size, self.sw_batch_size,
+                                              self._predict, overlap=meta.overlap, mode=meta.blend_mode)
+        data["pred"] = MetaTensor(torch.softmax(logits[0], dim=0), meta=dict(image.meta))
+        # resample class probabilities (not labels) back through crop, spacing and orientation
+        inverted = Invertd("pred", transform=self.preprocess, orig_keys="image", nearest_interp=False)(data)["pred"]
+        return segmentation_mask(inverted.as_tensor()).cpu().numpy()
 
 
 def _write_mask(mask: np.ndarray, reference: Path, target: Path) -> None:
@@ -99,23 +194,34 @@ def _write_mask(mask: np.ndarray, reference: Path, target: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def infer(artifact: str, input: str, output: str | None = None, batch_size: int = 4) -> list[dict[str, Any]]:
+def _write_summary(rows: list[dict[str, Any]], target: Path) -> None:
+    """Write ``summary.json`` atomically: a reader never sees half a file, an earlier one stays whole until then."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def infer(artifact: str, input: str, output: str | None = None, batch_size: int | None = None) -> list[dict[str, Any]]:
     """Segment every volume of ``input`` with the artifact; writes ``<case>_seg.nii.gz`` and ``summary.json``.
 
     Args:
         artifact: Artifact folder written by ``trident-vision export``.
         input: A NIfTI file, a folder of them, or a ``dataset.json``.
         output: Folder for the masks and ``summary.json`` (default ``./predictions``).
-        batch_size: Sliding windows per onnxruntime call.
+        batch_size: Sliding windows per onnxruntime call (default: the ``sw_batch_size`` training used, stored in
+            the artifact).
 
     Returns:
         One row per volume: input, mask path, shape, and volume of each foreground class in mL.
     """
-    art = load_artifact(artifact)
-    meta = _check_metadata(art)
+    segment = Segmenter(load_artifact(artifact), sw_batch_size=batch_size)
+    meta = segment.metadata
     files = input_files(input)
     for path in files:  # fail before writing anything
-        check_image(path, meta["in_channels"])
+        check_image(path, meta.in_channels)
     out_dir = Path(output) if output else Path("predictions")
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError("--output must be a folder for the masks", path=out_dir)
@@ -123,17 +229,17 @@ def infer(artifact: str, input: str, output: str | None = None, batch_size: int 
     rows = []
     for path in files:
         _, affine = check_image(path)
-        mask = _segment(art, meta, path, max(1, batch_size))
+        mask = segment(path)
         target = out_dir / f"{case_name(path)}_seg.nii.gz"
         _write_mask(mask, path, target)
         voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
-        counts = np.bincount(mask.ravel(), minlength=meta["num_classes"])
+        counts = np.bincount(mask.ravel(), minlength=meta.num_classes)
         rows.append({
             "input": str(path),
             "mask": str(target),
             "shape": list(mask.shape),
             "voxel_ml": voxel_ml,
-            "volumes_ml": {name: float(counts[i]) * voxel_ml for i, name in enumerate(meta["class_names"]) if i},
+            "volumes_ml": {name: float(counts[i]) * voxel_ml for i, name in enumerate(meta.class_names) if i},
         })
-    (out_dir / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
+    _write_summary(rows, out_dir / "summary.json")
     return rows

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from lightning.pytorch.loggers import WandbLogger
@@ -14,9 +13,13 @@ from torchmetrics import Metric
 
 from trident_core.errors import ConfigError
 from trident_core.module import LRSchedulerCallable, OptimizerCallable, TaskModule
+from trident_vision.export import export_spec, segmentation_mask
 from trident_vision.model import net_divisor, out_channels
 from trident_vision.overlay import overlay_png
 from trident_vision.transforms import make_preprocessing
+
+if TYPE_CHECKING:
+    from trident_core.export import ExportSpec
 
 BLEND_MODES = ("gaussian", "constant")
 
@@ -137,7 +140,7 @@ class SegmentationModule(TaskModule):
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Class-index masks on the preprocessed grid (``infer`` maps them back to the input grid)."""
-        return self.sliding_window(batch["image"]).argmax(1).to(torch.uint8)
+        return segmentation_mask(self.sliding_window(batch["image"]))
 
     def sliding_window(self, images: torch.Tensor) -> torch.Tensor:
         """Logits of whole volumes by sliding-window inference (volumes smaller than the ROI are padded)."""
@@ -154,7 +157,7 @@ class SegmentationModule(TaskModule):
         labels = labels.as_tensor() if hasattr(labels, "as_tensor") else labels
         logits = self.sliding_window(images)
         self.log(f"{stage}/loss", self.loss(logits, labels), sync_dist=True, batch_size=images.shape[0])
-        pred = logits.argmax(1, keepdim=True)
+        pred = segmentation_mask(logits)[:, None]  # [B, 1, ...] class indices, as infer labels a volume
         pred_1h = _one_hot(pred, self.num_classes)
         label_1h = _one_hot(labels.long(), self.num_classes)
         dice = compute_dice(pred_1h, label_1h, include_background=False, ignore_empty=True)
@@ -196,33 +199,10 @@ class SegmentationModule(TaskModule):
             if isinstance(logger, WandbLogger):
                 logger.log_image(key=key, images=[str(path)], caption=["image | label | prediction"])
 
-    def export_spec(self) -> Any:
-        """The network alone (logits on ``[B, C, D, H, W]`` with spatial sizes multiple of the stride),
-        plus everything ``infer`` needs to preprocess, window and label a volume."""
-        from trident_core.export import ExportSpec
-
-        net = copy.deepcopy(self.net).cpu().float().eval()
-        d, roi = self.divisor, self.roi_size
-        # batch 2 in both: torch.export specialises a dimension traced at size 1
-        gen = torch.Generator().manual_seed(0)
-        examples = [(torch.randn(2, self.in_channels, *roi, generator=gen),),
-                    (torch.randn(2, self.in_channels, roi[0] + d, roi[1], max(2 * d, roi[2] - d), generator=gen),)]
-        spatial = {0: "batch", 2: "depth", 3: "height", 4: "width"}
-        metadata = {
-            "task": "segmentation",
-            "num_classes": self.num_classes,
-            "class_names": self.class_names,
-            "in_channels": self.in_channels,
-            "preprocessing": self.preprocessing,
-            "roi_size": self.roi_size,
-            "sw_batch_size": self.sw_batch_size,
-            "overlap": self.overlap,
-            "blend_mode": self.blend_mode,
-            "divisor": d,
-            "network": type(self.net).__name__,
-        }
-        return ExportSpec(model=net, example_inputs=examples, input_names=["image"], output_names=["logits"],
-                          dynamic_axes={"image": spatial, "logits": spatial}, metadata=metadata, atol=1e-4)
+    def export_spec(self) -> ExportSpec:
+        """The network and its :class:`~trident_vision.export.SegmentationMetadata` (see
+        :func:`trident_vision.export.export_spec`)."""
+        return export_spec(self)
 
 
 def _one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
