@@ -54,7 +54,8 @@ class SegmentationModule(TaskModule):
         in_channels: Image channels (linked from the data).
         preprocessing: Spacing, orientation, intensity parameters (linked from the data; kept for export).
         roi_size: Sliding-window size (linked from the data's patch size); a multiple of the network stride.
-        sw_batch_size: Windows per forward pass in sliding-window inference.
+        sw_batch_size: Windows per forward pass in sliding-window inference (stored in the artifact: also `infer`'s
+            default windows per onnxruntime call).
         overlap: Fraction of overlap between windows.
         blend_mode: ``gaussian`` or ``constant`` weighting of overlapping windows.
         lambda_dice: Weight of the Dice term.
