@@ -23,6 +23,7 @@ import numpy as np
 from trident_core.artifact import Artifact, load_artifact
 from trident_core.errors import ConfigError, DataError
 from trident_core.metadata import DomainMetadata
+from trident_core.output import write_text_atomic
 from trident_vision.datalist import case_name, check_image, is_nifti, read_datalist
 
 if TYPE_CHECKING:
@@ -194,16 +195,6 @@ def _write_mask(mask: np.ndarray, reference: Path, target: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _write_summary(rows: list[dict[str, Any]], target: Path) -> None:
-    """Write ``summary.json`` atomically: a reader never sees half a file, an earlier one stays whole until then."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def infer(artifact: str, input: str, output: str | None = None, batch_size: int | None = None) -> list[dict[str, Any]]:
     """Segment every volume of ``input`` with the artifact; writes ``<case>_seg.nii.gz`` and ``summary.json``.
 
@@ -241,5 +232,5 @@ def infer(artifact: str, input: str, output: str | None = None, batch_size: int 
             "voxel_ml": voxel_ml,
             "volumes_ml": {name: float(counts[i]) * voxel_ml for i, name in enumerate(meta.class_names) if i},
         })
-    _write_summary(rows, out_dir / "summary.json")
+    write_text_atomic(out_dir / "summary.json", json.dumps(rows, indent=2) + "\n")
     return rows
