@@ -8,10 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
-from trident_audio.cli import main
+from trident_audio.cli import DOMAIN, main
+from trident_audio.export import Transcriber
+from trident_core.cli import run_domain
 
 TESTS = Path(__file__).resolve().parents[1]  # holds ddp_probe.py
 
@@ -28,7 +32,8 @@ def test_fit_test_export_infer_through_the_cli(tmp_path: Path, capsys: pytest.Ca
     assert last.is_file() and (run / "artifact" / "model.onnx").is_file()
     ckpt = torch.load(last, weights_only=True)
     assert ckpt["hyper_parameters"]["tokenizer"]["kind"] == "char"  # export needs no training data
-    assert json.loads(ckpt["audio"]["lm"])["order"] == 2  # word LM of the training transcripts
+    assert ckpt["trident"]["extras"]["lm"]["order"] == 2  # word LM of the training transcripts, as plain data
+    assert "audio" not in ckpt and "lm_texts" not in ckpt["hyper_parameters"]  # the LM is an extra, not a config
 
     main(["test", *_base(tmp_path), "--ckpt_path", "last"])
     table = json.loads((run / "per_voice_wer.json").read_text())
@@ -39,7 +44,8 @@ def test_fit_test_export_infer_through_the_cli(tmp_path: Path, capsys: pytest.Ca
     report = json.loads(capsys.readouterr().out)
     assert report["parity"]["onnx"]["max_abs_diff"] < 1e-4
     meta = json.loads((tmp_path / "artifact" / "metadata.json").read_text())["domain_metadata"]
-    assert meta["sample_rate"] == 16000 and meta["lm_file"] == "lm.json" and meta["decoder"] == "beam"
+    assert meta["task"] == "speech_recognition" and meta["lm_file"] == "lm.json" and meta["decoder"] == "beam"
+    assert meta["sample_rate"] == meta["features"]["sample_rate"] == 16000
 
     main(["infer", "--artifact", str(tmp_path / "artifact"), "--input", str(tmp_path / "data" / "test.jsonl"),
           "--batch_size", "1"])
@@ -53,6 +59,33 @@ def test_fit_test_export_infer_through_the_cli(tmp_path: Path, capsys: pytest.Ca
           "--output", str(out)])
     written = (out / "transcripts.jsonl").read_text().splitlines()
     assert len(written) == 2
+
+
+def test_data_sample_rate_reaches_the_net_the_checkpoint_and_the_artifact(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--data.sample_rate 8000` is the one place the rate is declared: it is linked to the net's features, kept in
+    the checkpoint's hyperparameters (so `export` rebuilds an 8 kHz net) and written to the artifact, and
+    inference resamples 16 kHz input to it."""
+    cli = run_domain(DOMAIN, ["fit", *_base(tmp_path), "--data.sample_rate", "8000"])
+    assert cli is not None
+    assert cli.model.net.sample_rate == cli.model.net.features.sample_rate == cli.datamodule.sample_rate == 8000
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["hyper_parameters"]["net"]["init_args"]["sample_rate"] == 8000
+
+    capsys.readouterr()
+    main(["export", "--ckpt_path", str(last), "--output", str(tmp_path / "artifact")])
+    meta = json.loads((tmp_path / "artifact" / "metadata.json").read_text())["domain_metadata"]
+    assert meta["sample_rate"] == meta["features"]["sample_rate"] == 8000
+
+    wav = tmp_path / "in" / "a16k.wav"
+    wav.parent.mkdir()
+    t = np.arange(16000) / 16000
+    sf.write(wav, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)
+    assert len(Transcriber(tmp_path / "artifact").read(wav)) == 8000  # one second at the model's 8 kHz
+    main(["infer", "--artifact", str(tmp_path / "artifact"), "--input", str(wav), "--output", str(tmp_path / "out")])
+    rows = [json.loads(line) for line in (tmp_path / "out").read_text().splitlines()]
+    assert [r["audio_filepath"] for r in rows] == [str(wav)]
 
 
 def test_python_module_entry_point_help() -> None:

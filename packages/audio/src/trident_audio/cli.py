@@ -14,7 +14,13 @@ DOMAIN = DomainSpec(
     infer="trident_audio.export:infer",
     demo_inputs="trident_audio.defaults:demo_inputs",
     demo_metrics=("test/wer", "test/cer"),
-    links=(("data.tokenizer_config", "model.tokenizer"),),
+    # each value declared once, in the data section: the rate the audio is resampled to is the rate the net's
+    # features are built for; the tokenizer and the word LM come from the training transcripts
+    links=(
+        ("data.sample_rate", "model.net.init_args.sample_rate"),
+        ("data.tokenizer_config", "model.tokenizer"),
+        ("data.train_texts", "model.lm_texts"),
+    ),
     description="speech recognition (CTC, Conformer): WAV/FLAC manifests to transcripts",
 )
 

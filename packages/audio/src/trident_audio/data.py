@@ -1,17 +1,13 @@
-"""Speech data: NeMo-style JSONL manifests, the dataset, dynamic-padding collate and the DataModule.
+"""Speech data: the dataset, dynamic-padding collate and the DataModule over NeMo-style manifests.
 
-A manifest line is ``{"audio_filepath": ..., "duration": ..., "text": ...}`` (optionally ``"voice"`` or
-``"speaker"``, used for the per-voice WER table). Relative paths resolve from the manifest's folder and may
-not leave it. Every problem a user can cause is a :class:`~trident_core.errors.DataError` naming the
-manifest, the line and the key, raised when the manifest is read (header checks) or when the audio is decoded.
+Manifests are read and validated in :mod:`trident_audio.manifest`. Every problem a user can cause is a
+:class:`~trident_core.errors.DataError` naming the manifest, the line and the key, raised when the manifest is
+read (header checks) or when the audio is decoded.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -20,131 +16,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from trident_audio.text import OutOfVocabularyError, TextNormalizer, Tokenizer, tokenizer_from_dict, train_bpe
-from trident_audio.transforms import AudioReadError, audio_info, read_audio
+from trident_audio.manifest import Utterance, read_manifest
+from trident_audio.text import TextNormalizer, Tokenizer, tokenizer_from_dict, train_bpe
+from trident_audio.transforms import AudioReadError, read_audio
 from trident_core.data import BucketSampler, TridentDataModule
 from trident_core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
-MAX_LINE_CHARS = 1_000_000
-
-
-@dataclass(frozen=True)
-class Utterance:
-    """One validated manifest line."""
-
-    audio_path: Path
-    duration: float
-    text: str  # normalised transcript
-    tokens: tuple[int, ...]
-    voice: str
-    manifest: Path
-    line: int
-
-
-def _resolve_audio(value: Any, manifest: Path, line: int) -> Path:
-    if not isinstance(value, str) or not value.strip():
-        raise DataError("audio_filepath must be a non-empty string", path=manifest, line=line, key="audio_filepath")
-    if "\x00" in value:
-        raise DataError("audio_filepath holds a NUL character", path=manifest, line=line, key="audio_filepath")
-    raw = Path(value)
-    if raw.is_absolute():
-        return raw
-    folder = manifest.parent.resolve()
-    resolved = (folder / raw).resolve()
-    if folder not in resolved.parents:
-        raise DataError(
-            f"relative path {value!r} leaves the manifest's folder {folder}; use a path inside it or an absolute one",
-            path=manifest, line=line, key="audio_filepath",
-        )
-    return resolved
-
-
-def _parse_line(
-    record: Any, manifest: Path, line: int, normalizer: TextNormalizer, tokenizer: Tokenizer | None,
-    max_audio_seconds: float,
-) -> Utterance:
-    if not isinstance(record, dict):
-        raise DataError(f"expected a JSON object, got {type(record).__name__}", path=manifest, line=line)
-    for key in ("audio_filepath", "text"):
-        if key not in record:
-            raise DataError(f"missing required key {key!r}", path=manifest, line=line, key=key)
-    audio = _resolve_audio(record["audio_filepath"], manifest, line)
-    text = record["text"]
-    if not isinstance(text, str):
-        raise DataError(f"text must be a string, got {type(text).__name__}", path=manifest, line=line, key="text")
-    normalised = normalizer(text)
-    if not normalised:
-        raise DataError(f"empty transcript after normalisation ({text!r})", path=manifest, line=line, key="text")
-    tokens: tuple[int, ...] = ()
-    if tokenizer is not None:
-        try:
-            tokens = tuple(tokenizer.encode(normalised))
-        except OutOfVocabularyError as err:
-            raise DataError(f"{err} (normalised text {normalised!r})", path=manifest, line=line, key="text") from None
-    if not audio.is_file():
-        raise DataError(f"audio file {audio} not found", path=manifest, line=line, key="audio_filepath")
-    try:
-        frames, rate = audio_info(audio)
-    except AudioReadError as err:
-        raise DataError(f"{audio}: {err}", path=manifest, line=line, key="audio_filepath") from None
-    if frames <= 0 or rate <= 0:
-        raise DataError(f"{audio}: zero-length audio", path=manifest, line=line, key="audio_filepath")
-    duration = record.get("duration", frames / rate)
-    if isinstance(duration, bool) or not isinstance(duration, int | float) or not math.isfinite(duration):
-        raise DataError(f"duration must be a finite number, got {duration!r}", path=manifest, line=line,
-                        key="duration")
-    if duration <= 0 or duration > max_audio_seconds or frames / rate > max_audio_seconds:
-        raise DataError(
-            f"duration {duration!r}s (file: {frames / rate:.2f}s) is outside (0, {max_audio_seconds}]s; split long "
-            "recordings or raise data.max_audio_seconds", path=manifest, line=line, key="duration",
-        )
-    voice = record.get("voice", record.get("speaker", "unknown"))
-    return Utterance(audio, float(frames / rate), normalised, tokens, str(voice), manifest, line)
-
-
-def read_manifest(
-    path: str | Path,
-    normalizer: TextNormalizer | None = None,
-    tokenizer: Tokenizer | None = None,
-    *,
-    max_audio_seconds: float = 600.0,
-) -> list[Utterance]:
-    """Read and validate a JSONL manifest (every line, every audio header).
-
-    Args:
-        path: The manifest.
-        normalizer: Text normalisation; the tokenizer's when ``None`` and a tokenizer is given.
-        tokenizer: When given, transcripts are encoded here so out-of-vocabulary characters fail early.
-        max_audio_seconds: Longer audio is an error (the duration filter of training is separate).
-
-    Raises:
-        DataError: naming the manifest, the line and the key of the first bad line.
-    """
-    manifest = Path(path)
-    normalizer = normalizer or (tokenizer.normalizer if tokenizer is not None else TextNormalizer())
-    if not manifest.is_file():
-        raise DataError("manifest not found", path=manifest)
-    utterances: list[Utterance] = []
-    with manifest.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if len(raw) > MAX_LINE_CHARS:
-                raise DataError(f"line longer than {MAX_LINE_CHARS} bytes", path=manifest, line=number)
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise DataError(f"not valid UTF-8 ({err.reason})", path=manifest, line=number) from None
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise DataError(f"malformed JSON ({err.msg} at column {err.colno})", path=manifest,
-                                line=number) from None
-            utterances.append(_parse_line(record, manifest, number, normalizer, tokenizer, max_audio_seconds))
-    if not utterances:
-        raise DataError("manifest holds no utterances", path=manifest)
-    return utterances
 
 
 class SpeechDataset(Dataset[dict[str, Any]]):
@@ -170,6 +48,7 @@ class SpeechDataset(Dataset[dict[str, Any]]):
             "text": utt.text,
             "voice": utt.voice,
             "audio_filepath": str(utt.audio_path),
+            "sample_rate": self.sample_rate,
         }
 
 
@@ -190,6 +69,7 @@ def collate_speech(items: list[dict[str, Any]]) -> dict[str, Any]:
         "text": [i["text"] for i in items],
         "voice": [i["voice"] for i in items],
         "audio_filepath": [i["audio_filepath"] for i in items],
+        "sample_rate": items[0]["sample_rate"],  # one dataset, one rate: the module checks it against its net's
     }
 
 
@@ -201,7 +81,7 @@ class SpeechDataModule(TridentDataModule):
         train_manifest: Training manifest (JSONL); ``None`` uses the default corpus.
         val_manifest: Validation manifest; required with ``train_manifest``.
         test_manifest: Test manifest; optional with ``train_manifest``.
-        sample_rate: Rate the audio is resampled to (must match the model's).
+        sample_rate: Rate the audio is resampled to; the CLI links it to ``model.net.init_args.sample_rate``.
         min_duration: Shorter training utterances are skipped.
         max_duration: Longer training utterances are skipped.
         max_audio_seconds: Audio longer than this in any manifest is an error.
@@ -280,20 +160,21 @@ class SpeechDataModule(TridentDataModule):
     # -- tokenizer ------------------------------------------------------------------------------------
     @cached_property
     def tokenizer_config(self) -> dict[str, Any]:
-        """The tokenizer as a dict (linked to ``model.tokenizer``; BPE is trained here on the training texts)."""
+        """The tokenizer as a dict (linked to ``model.tokenizer``; BPE is trained here on :attr:`train_texts`)."""
         normalizer = TextNormalizer(lowercase=self.lowercase)
         if self.tokenizer_kind == "char":
             from trident_audio.text import CharTokenizer
 
             return CharTokenizer(normalizer=normalizer.to_dict()).to_dict()
-        return train_bpe(self.train_texts(), self.bpe_vocab_size, normalizer.to_dict()).to_dict()
+        return train_bpe(self.train_texts, self.bpe_vocab_size, normalizer.to_dict()).to_dict()
 
     @cached_property
     def tokenizer(self) -> Tokenizer:
         return tokenizer_from_dict(self.tokenizer_config)
 
+    @cached_property
     def train_texts(self) -> list[str]:
-        """Normalised training transcripts (for the BPE model and the word language model)."""
+        """Normalised training transcripts: the BPE model's, and the word LM's (linked to ``model.lm_texts``)."""
         self.prepare_data()
         path = self.manifest("train")
         assert path is not None

@@ -1,25 +1,190 @@
-"""Artifact-based inference: audio files, folders or manifests to JSONL transcripts, on onnxruntime.
+"""Both halves of the speech artifact: what export writes and how inference reads and runs it.
 
-Export itself is the core's (``SpeechModule.export_spec`` says what to export). Here the artifact's
-metadata gives the sample rate, the tokenizer and the decoder settings; audio longer than
+:func:`export_spec` says what to export (the core writes the folder); :class:`SpeechMetadata` is the one shape of
+``domain_metadata``, written there and read back by :class:`Transcriber`; :func:`decode_ctc` is the one CTC
+decode rule, called by the module's test step and by artifact inference alike. Audio longer than
 ``chunk_seconds`` is cut at quiet points into chunks that are transcribed separately and joined.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
 from trident_audio.decoding import WordNgramLM, greedy_decode, prefix_beam_search
-from trident_audio.text import tokenizer_from_dict
+from trident_audio.manifest import manifest_records, resolve_audio_path
+from trident_audio.text import Tokenizer, tokenizer_from_dict
 from trident_audio.transforms import AudioReadError, read_audio
 from trident_core.artifact import Artifact, load_artifact
-from trident_core.errors import ConfigError, DataError
+from trident_core.errors import ArtifactError, ConfigError, DataError
+from trident_core.metadata import DomainMetadata
+from trident_core.output import write_jsonl
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from trident_audio.module import SpeechModule
+    from trident_core.export import ExportSpec
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3")
+DECODERS = ("greedy", "beam")
+INFER_BATCH_SIZE = 16  # utterances (or chunks) per onnxruntime call, the default of `infer --batch_size`
+TOKENIZER_FILE = "tokenizer.json"
+LM_FILE = "lm.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeechMetadata(DomainMetadata):
+    """``domain_metadata`` of a speech artifact: everything inference needs from training, declared once.
+
+    Attributes:
+        sample_rate: Rate the graph's features are built for; inference resamples every file to it.
+        features: The feature front end inside the graph (``kind``, ``sample_rate``, ``n_fft``, ``hop_length``,
+            ``n_mels``); its ``sample_rate`` must equal :attr:`sample_rate`.
+        tokens: Token strings by id (for the beam search's word boundaries).
+        blank: Id of the CTC blank.
+        tokenizer_file: Artifact file of the tokenizer (normaliser settings, characters or the BPE model).
+        lm_file: Artifact file of the word n-gram LM; ``None`` without one.
+        decoder: ``"greedy"`` or ``"beam"``.
+        beam_size: Beam width of the prefix beam search.
+        lm_weight: LM weight in beam search.
+        word_bonus: Score added per word in beam search with an LM.
+        chunk_seconds: Longer audio is cut into chunks of at most this many seconds.
+    """
+
+    TASK: ClassVar[str] = "speech_recognition"
+    sample_rate: int
+    features: dict[str, Any]
+    tokens: list[str]
+    blank: int
+    tokenizer_file: str
+    lm_file: str | None
+    decoder: str
+    beam_size: int
+    lm_weight: float
+    word_bonus: float
+    chunk_seconds: float
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str | Path = "metadata.json") -> Self:
+        """:meth:`DomainMetadata.from_dict`, then the checks a hand-edited or foreign artifact could fail.
+
+        Raises:
+            ArtifactError: also when the sample rate disagrees with the feature front end, or the decoder is unknown.
+        """
+        meta = super().from_dict(raw, source)
+        front = meta.features.get("sample_rate") if isinstance(meta.features, dict) else None
+        if front != meta.sample_rate:
+            raise ArtifactError(
+                f"{source}: [domain_metadata.sample_rate] {meta.sample_rate} Hz disagrees with the feature front "
+                f"end's [domain_metadata.features.sample_rate] {front}; audio resampled to it would not be what the "
+                "model was trained on. Re-export the checkpoint instead of editing metadata.json"
+            )
+        if meta.decoder not in DECODERS:
+            raise ArtifactError(f"{source}: [domain_metadata.decoder] {meta.decoder!r} is not one of {DECODERS}")
+        return meta
+
+
+def check_decoder(decoder: str, key: str = "model.decoder") -> str:
+    """``decoder`` when it is one of :data:`DECODERS`; else a ConfigError naming ``key``."""
+    if decoder not in DECODERS:
+        raise ConfigError(f"{key} must be one of {DECODERS}, got {decoder!r}")
+    return decoder
+
+
+def decode_ctc(
+    log_probs: np.ndarray,
+    tokenizer: Tokenizer,
+    *,
+    length: int | None = None,
+    decoder: str = "greedy",
+    beam_size: int = 8,
+    lm: WordNgramLM | None = None,
+    lm_weight: float = 0.5,
+    word_bonus: float = 0.0,
+) -> str:
+    """The one CTC decode rule: ``(frames, vocab)`` log-probabilities of one utterance to its normalised text.
+
+    Called by ``SpeechModule.transcribe`` (validation and test) and by :class:`Transcriber` (the artifact), so a
+    model is scored exactly as it is served.
+
+    Args:
+        log_probs: Log-probabilities of one utterance.
+        tokenizer: Maps ids back to text.
+        length: Valid frames (the rest is padding); all when ``None``.
+        decoder: ``"greedy"`` (best path) or ``"beam"`` (prefix beam search, with ``lm`` when given).
+        beam_size: Beam width.
+        lm: Optional word n-gram LM for the beam search.
+        lm_weight: Weight of the LM log-probability.
+        word_bonus: Added per completed word when an LM is used.
+    """
+    if check_decoder(decoder, "decoder") == "beam":
+        ids = prefix_beam_search(log_probs, tokenizer.tokens, length=length, blank=tokenizer.blank,
+                                 beam_size=beam_size, lm=lm, lm_weight=lm_weight, word_bonus=word_bonus)
+    else:
+        ids = greedy_decode(log_probs, length, tokenizer.blank)
+    return tokenizer.decode(ids)
+
+
+def front_end(net: nn.Module) -> dict[str, Any]:
+    """Describe the feature front end of ``net`` (for the metadata), checking it runs at ``net.sample_rate``.
+
+    Raises:
+        ConfigError: when the front end was built for another rate than the one the net declares.
+    """
+    features = net.features
+    rate = int(getattr(features, "sample_rate", net.sample_rate))
+    if rate != int(net.sample_rate):
+        raise ConfigError(
+            f"model.net declares sample_rate {net.sample_rate} but its feature front end is built for {rate} Hz; "
+            "build both from one value (ConformerEncoder(sample_rate=...) does)"
+        )
+    described = {"kind": type(features).__name__, "sample_rate": rate}
+    for name in ("n_fft", "hop_length", "n_mels"):
+        if hasattr(features, name):
+            described[name] = int(getattr(features, name))
+    return described
+
+
+def export_spec(module: SpeechModule) -> ExportSpec:
+    """Waveform in, log-probabilities out (features inside the graph); tokenizer and LM travel as files."""
+    import torch
+
+    from trident_audio.model import CTCModel
+    from trident_core.export import ExportSpec
+
+    encoder = copy.deepcopy(module.net).float().cpu().eval()
+    model = CTCModel(encoder, head=copy.deepcopy(module.head).float().cpu()).eval()
+    rate = int(module.net.sample_rate)
+    gen = torch.Generator().manual_seed(0)
+    examples = [
+        (0.1 * torch.randn(2, rate, generator=gen), torch.tensor([rate, rate * 2 // 3])),
+        (0.1 * torch.randn(3, rate * 3 // 2, generator=gen), torch.tensor([rate * 3 // 2, rate, rate // 2])),
+    ]
+    files: dict[str, str | bytes] = {TOKENIZER_FILE: json.dumps(module.tokenizer.to_dict()).encode()}
+    if module.lm is not None:
+        files[LM_FILE] = json.dumps(module.lm.to_dict()).encode()
+    metadata = SpeechMetadata(
+        sample_rate=rate, features=front_end(module.net), tokens=list(module.tokenizer.tokens),
+        blank=module.tokenizer.blank, tokenizer_file=TOKENIZER_FILE,
+        lm_file=LM_FILE if module.lm is not None else None, decoder=module.decoder, beam_size=module.beam_size,
+        lm_weight=module.lm_weight, word_bonus=module.word_bonus, chunk_seconds=module.chunk_seconds,
+    )
+    return ExportSpec(
+        model=model,
+        example_inputs=examples,
+        input_names=["waveform", "lengths"],
+        output_names=["log_probs", "output_lengths"],
+        dynamic_axes={"waveform": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
+                      "log_probs": {0: "batch", 1: "frames"}, "output_lengths": {0: "batch"}},
+        metadata=metadata.to_dict(),
+        files=files,
+    )
 
 
 def list_inputs(source: str | Path) -> list[Path]:
@@ -38,32 +203,12 @@ def list_inputs(source: str | Path) -> list[Path]:
             raise DataError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder", path=path)
         return files
     if path.suffix.lower() in (".jsonl", ".json"):
-        return _manifest_files(path)
+        files = [resolve_audio_path(record.get("audio_filepath"), path, line)
+                 for line, record in manifest_records(path)]
+        if not files:
+            raise DataError("manifest holds no audio_filepath", path=path)
+        return files
     return [path]
-
-
-def _manifest_files(manifest: Path) -> list[Path]:
-    files = []
-    folder = manifest.parent.resolve()
-    for number, raw in enumerate(manifest.read_bytes().splitlines(), start=1):
-        try:
-            text = raw.decode("utf-8")
-            record = json.loads(text) if text.strip() else None
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise DataError(f"malformed line ({type(err).__name__})", path=manifest, line=number) from None
-        if record is None:
-            continue
-        value = record.get("audio_filepath") if isinstance(record, dict) else None
-        if not isinstance(value, str) or not value:
-            raise DataError("needs a string audio_filepath", path=manifest, line=number, key="audio_filepath")
-        target = Path(value) if Path(value).is_absolute() else (folder / value).resolve()
-        if not Path(value).is_absolute() and folder not in target.parents:
-            raise DataError(f"relative path {value!r} leaves the manifest's folder", path=manifest, line=number,
-                            key="audio_filepath")
-        files.append(target)
-    if not files:
-        raise DataError("manifest holds no audio_filepath", path=manifest)
-    return files
 
 
 def split_long(samples: np.ndarray, sample_rate: int, chunk_seconds: float) -> list[np.ndarray]:
@@ -97,17 +242,14 @@ class Transcriber:
     def __init__(self, artifact: str | Path | Artifact, decoder: str | None = None, beam_size: int | None = None,
                  lm_weight: float | None = None) -> None:
         self.artifact = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
-        meta = self.artifact.domain_metadata
-        self.sample_rate = int(meta["sample_rate"])
-        self.tokenizer = tokenizer_from_dict(json.loads(self.artifact.file(meta["tokenizer_file"]).read_text()))
-        self.decoder = decoder or meta.get("decoder", "greedy")
-        if self.decoder not in ("greedy", "beam"):
-            raise ConfigError(f"decoder must be 'greedy' or 'beam', got {self.decoder!r}")
-        self.beam_size = beam_size or int(meta.get("beam_size", 8))
-        self.lm_weight = float(meta.get("lm_weight", 0.5) if lm_weight is None else lm_weight)
-        self.word_bonus = float(meta.get("word_bonus", 0.0))
-        self.chunk_seconds = float(meta.get("chunk_seconds", 20.0))
-        lm_file = meta.get("lm_file")
+        meta = SpeechMetadata.from_artifact(self.artifact)
+        self.metadata = dataclasses.replace(
+            meta, decoder=check_decoder(decoder or meta.decoder, "decoder"), beam_size=beam_size or meta.beam_size,
+            lm_weight=meta.lm_weight if lm_weight is None else lm_weight,
+        )
+        self.sample_rate = meta.sample_rate
+        self.tokenizer = tokenizer_from_dict(json.loads(self.artifact.file(meta.tokenizer_file).read_text()))
+        lm_file = meta.lm_file
         self.lm = WordNgramLM.from_dict(json.loads(self.artifact.file(lm_file).read_text())) if lm_file else None
 
     def log_probs(self, waves: list[np.ndarray]) -> list[np.ndarray]:
@@ -120,20 +262,17 @@ class Transcriber:
         return [lp[:n] for lp, n in zip(out["log_probs"], out["output_lengths"], strict=True)]
 
     def decode(self, log_probs: np.ndarray) -> str:
-        if self.decoder == "beam":
-            ids = prefix_beam_search(log_probs, self.tokenizer.tokens, blank=self.tokenizer.blank,
-                                     beam_size=self.beam_size, lm=self.lm, lm_weight=self.lm_weight,
-                                     word_bonus=self.word_bonus if self.lm is not None else 0.0)
-        else:
-            ids = greedy_decode(log_probs, blank=self.tokenizer.blank)
-        return self.tokenizer.decode(ids)
+        """:func:`decode_ctc` with the artifact's settings."""
+        meta = self.metadata
+        return decode_ctc(log_probs, self.tokenizer, decoder=meta.decoder, beam_size=meta.beam_size, lm=self.lm,
+                          lm_weight=meta.lm_weight, word_bonus=meta.word_bonus)
 
-    def transcribe(self, waves: list[np.ndarray], batch_size: int = 16) -> list[str]:
+    def transcribe(self, waves: list[np.ndarray], batch_size: int = INFER_BATCH_SIZE) -> list[str]:
         """Transcripts of mono waveforms at the model's rate; long ones are chunked, batches sorted by length."""
         if batch_size < 1:
             raise ConfigError(f"--batch_size must be >= 1, got {batch_size}")
-        jobs = [(i, chunk) for i, w in enumerate(waves) for chunk in split_long(w, self.sample_rate,
-                                                                                self.chunk_seconds)]
+        chunk_seconds = self.metadata.chunk_seconds
+        jobs = [(i, chunk) for i, w in enumerate(waves) for chunk in split_long(w, self.sample_rate, chunk_seconds)]
         order = sorted(range(len(jobs)), key=lambda j: len(jobs[j][1]))
         texts: list[str] = [""] * len(jobs)
         for start in range(0, len(order), batch_size):
@@ -147,6 +286,7 @@ class Transcriber:
         return [" ".join(parts) for parts in joined]
 
     def read(self, path: Path) -> np.ndarray:
+        """Mono float32 audio of ``path`` resampled to the artifact's rate; a DataError naming the file if not."""
         try:
             return read_audio(path, self.sample_rate)
         except AudioReadError as err:
@@ -154,7 +294,8 @@ class Transcriber:
 
 
 def infer(
-    artifact: str, input: str, output: str | None = None, batch_size: int = 16, *, decoder: str | None = None
+    artifact: str, input: str, output: str | None = None, batch_size: int = INFER_BATCH_SIZE, *,
+    decoder: str | None = None,
 ) -> list[dict[str, Any]]:
     """Transcribe ``input`` (audio file, folder or JSONL manifest) with an artifact on onnxruntime.
 
@@ -172,11 +313,5 @@ def infer(
         texts = transcriber.transcribe([transcriber.read(p) for p in part], batch_size)
         rows += [{"audio_filepath": str(p), "text": t} for p, t in zip(part, texts, strict=True)]
     if output is not None:
-        target = Path(output)
-        if target.is_dir() or output.endswith(("/", "\\")):
-            target = target / "transcripts.jsonl"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        tmp.replace(target)
+        write_jsonl(rows, output, "transcripts.jsonl")
     return rows

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 from collections import defaultdict
@@ -16,8 +15,8 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
-from trident_audio.decoding import WordNgramLM, greedy_decode, prefix_beam_search
-from trident_audio.model import CTCModel
+from trident_audio.decoding import WordNgramLM
+from trident_audio.export import check_decoder, decode_ctc, export_spec, front_end
 from trident_audio.text import tokenizer_from_dict
 from trident_audio.transforms import SpecAugment
 from trident_core.errors import ConfigError
@@ -25,7 +24,6 @@ from trident_core.export import ExportSpec
 from trident_core.module import TaskModule
 
 log = logging.getLogger(__name__)
-DECODERS = ("greedy", "beam")
 
 
 def word_errors(reference: str, hypothesis: str) -> int:
@@ -44,11 +42,14 @@ class SpeechModule(TaskModule):
 
     Args:
         net: Encoder with ``features(waveform, lengths)``, ``encode(features, lengths)``, ``output_dim`` and
-            ``sample_rate`` (see :class:`trident_audio.model.ConformerEncoder`).
+            ``sample_rate`` (see :class:`trident_audio.model.ConformerEncoder`); the CLI links ``data.sample_rate``
+            to its ``sample_rate``, and a batch at another rate is a ConfigError.
         tokenizer: Tokenizer dict (linked from ``data.tokenizer_config``); ``None`` is the character default.
+        lm_texts: Normalised training transcripts the word LM is trained on (linked from ``data.train_texts``;
+            not a hyperparameter: the LM itself travels in checkpoints and artifacts).
         decoder: ``"greedy"`` or ``"beam"`` for test and inference (validation always decodes greedily).
         beam_size: Beam width of the prefix beam search.
-        lm_order: Order of the word n-gram LM trained on the training transcripts (0 disables it).
+        lm_order: Order of the word n-gram LM trained on ``lm_texts`` (0 disables it).
         lm_weight: LM weight in beam search.
         word_bonus: Score added per word in beam search with an LM.
         spec_augment: Apply SpecAugment while training.
@@ -66,6 +67,7 @@ class SpeechModule(TaskModule):
         self,
         net: nn.Module,
         tokenizer: dict[str, Any] | None = None,
+        lm_texts: list[str] | None = None,
         decoder: str = "greedy",
         beam_size: int = 8,
         lm_order: int = 2,
@@ -82,24 +84,25 @@ class SpeechModule(TaskModule):
         warmup_ratio: float = 0.06,
     ) -> None:
         super().__init__(net, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio)
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
-        if decoder not in DECODERS:
-            raise ConfigError(f"model.decoder must be one of {DECODERS}, got {decoder!r}")
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "lm_texts"])
+        self.decoder = check_decoder(decoder)
         if lm_order not in (0, 1, 2, 3):
             raise ConfigError(f"model.lm_order must be 0 (no LM), 1, 2 or 3, got {lm_order}")
         for attr in ("features", "encode", "output_dim", "sample_rate"):
             if not hasattr(net, attr):
                 raise ConfigError(f"model.net must provide {attr!r} (use trident_audio.model.ConformerEncoder)")
+        front_end(net)  # a front end built for another rate than the net declares is a ConfigError
         self.tokenizer = tokenizer_from_dict(tokenizer)
         self.head = nn.Linear(net.output_dim, self.tokenizer.vocab_size)
         self.spec_augment = SpecAugment(freq_masks, freq_width, time_masks, time_width) if spec_augment else None
-        self.decoder = decoder
         self.beam_size = beam_size
         self.lm_order = lm_order
         self.lm_weight = lm_weight
         self.word_bonus = word_bonus
         self.chunk_seconds = chunk_seconds
-        self.lm: WordNgramLM | None = None
+        self.lm = WordNgramLM.train(lm_texts, order=lm_order) if lm_texts and lm_order else None
+        if self.lm is not None:
+            log.info("word %d-gram LM trained on %d words", lm_order, self.lm.vocabulary_size)
         self.set_metrics(MetricCollection({"wer": WordErrorRate(), "cer": CharErrorRate()}))
         self._voice_errors: dict[str, list[int]] = defaultdict(lambda: [0, 0])
 
@@ -109,6 +112,13 @@ class SpeechModule(TaskModule):
         return self.head(x).log_softmax(-1), out_lengths
 
     def _log_probs(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        rate = batch.get("sample_rate")
+        if rate is not None and rate != self.net.sample_rate:
+            raise ConfigError(
+                f"the batch's audio is at {rate} Hz (data.sample_rate) but the net's features are built for "
+                f"{self.net.sample_rate} Hz (model.net.init_args.sample_rate). The CLI links the two; in Python, "
+                f"build the net with sample_rate={rate} or the data module with sample_rate={self.net.sample_rate}"
+            )
         with torch.autocast(device_type=self.device.type, enabled=False):  # features stay in float32
             feats, frames = self.net.features(batch["waveform"].float(), batch["lengths"])
         if self.spec_augment is not None and self.training:
@@ -150,34 +160,16 @@ class SpeechModule(TaskModule):
             stats[1] += len(ref.split())
 
     def transcribe(self, log_probs: Tensor, lengths: Tensor, decoder: str | None = None) -> list[str]:
-        """Decode a batch of log-probabilities to normalised transcripts."""
-        decoder = decoder or self.decoder
+        """Decode a batch of log-probabilities to normalised transcripts with :func:`~trident_audio.export.decode_ctc`
+        (the rule artifact inference uses), with this module's decoder settings and LM."""
         scores = log_probs.detach().float().cpu().numpy()
-        out = []
-        for row, length in zip(scores, lengths.tolist(), strict=True):
-            if decoder == "beam":
-                ids = prefix_beam_search(row, self.tokenizer.tokens, length=length, blank=self.tokenizer.blank,
-                                         beam_size=self.beam_size, lm=self.lm, lm_weight=self.lm_weight,
-                                         word_bonus=self.word_bonus)
-            else:
-                ids = greedy_decode(row, length, self.tokenizer.blank)
-            out.append(self.tokenizer.decode(ids))
-        return out
-
-    def _build_lm(self) -> None:
-        if self.lm is not None or self.lm_order == 0 or self._trainer is None:
-            return
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "train_texts"):
-            self.lm = WordNgramLM.train(datamodule.train_texts(), order=self.lm_order)
-            log.info("word %d-gram LM trained on %d words", self.lm_order, self.lm.vocabulary_size)
-
-    def on_fit_start(self) -> None:
-        self._build_lm()
+        return [
+            decode_ctc(row, self.tokenizer, length=length, decoder=decoder or self.decoder, beam_size=self.beam_size,
+                       lm=self.lm, lm_weight=self.lm_weight, word_bonus=self.word_bonus)
+            for row, length in zip(scores, lengths.tolist(), strict=True)
+        ]
 
     def on_test_start(self) -> None:
-        if self.decoder == "beam":
-            self._build_lm()
         self._voice_errors.clear()
 
     def on_test_epoch_end(self) -> None:
@@ -203,47 +195,14 @@ class SpeechModule(TaskModule):
                 logger.log_table("test/per_voice_wer", columns=["voice", "words", "wer"],
                                  data=[[r["voice"], r["words"], r["wer"]] for r in table])
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["audio"] = {"lm": json.dumps(self.lm.to_dict()) if self.lm is not None else None}
+    def checkpoint_extras(self) -> dict[str, Any]:
+        """The word LM (plain data) beside the weights, so test, export and resume use the LM training built."""
+        return {"lm": self.lm.to_dict() if self.lm is not None else None}
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        lm = checkpoint.get("audio", {}).get("lm")
-        self.lm = WordNgramLM.from_dict(json.loads(lm)) if lm else None
+    def restore_checkpoint_extras(self, extras: dict[str, Any]) -> None:
+        lm = extras.get("lm")
+        self.lm = WordNgramLM.from_dict(lm) if lm else None
 
     def export_spec(self) -> ExportSpec:
-        """Waveform in, log-probabilities out (features inside the graph); tokenizer and LM travel as files."""
-        encoder = copy.deepcopy(self.net).float().cpu().eval()
-        model = CTCModel(encoder, head=copy.deepcopy(self.head).float().cpu()).eval()
-        rate = int(self.net.sample_rate)
-        gen = torch.Generator().manual_seed(0)
-        examples = [
-            (0.1 * torch.randn(2, rate, generator=gen), torch.tensor([rate, rate * 2 // 3])),
-            (0.1 * torch.randn(3, rate * 3 // 2, generator=gen), torch.tensor([rate * 3 // 2, rate, rate // 2])),
-        ]
-        files: dict[str, str | bytes] = {"tokenizer.json": json.dumps(self.tokenizer.to_dict()).encode()}
-        if self.lm is not None:
-            files["lm.json"] = json.dumps(self.lm.to_dict()).encode()
-        metadata = {
-            "sample_rate": rate,
-            "tokens": list(self.tokenizer.tokens),
-            "blank": self.tokenizer.blank,
-            "tokenizer_file": "tokenizer.json",
-            "lm_file": "lm.json" if self.lm is not None else None,
-            "decoder": self.decoder,
-            "beam_size": self.beam_size,
-            "lm_weight": self.lm_weight,
-            "word_bonus": self.word_bonus,
-            "chunk_seconds": self.chunk_seconds,
-            "features": "log-mel inside the graph (per-utterance normalised); feed raw mono float32 audio",
-        }
-        return ExportSpec(
-            model=model,
-            example_inputs=examples,
-            input_names=["waveform", "lengths"],
-            output_names=["log_probs", "output_lengths"],
-            dynamic_axes={"waveform": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
-                          "log_probs": {0: "batch", 1: "frames"}, "output_lengths": {0: "batch"}},
-            metadata=metadata,
-            files=files,
-        )
+        """See :func:`trident_audio.export.export_spec`."""
+        return export_spec(self)

@@ -1,0 +1,160 @@
+"""NeMo-style JSONL manifests: the one rule for ``audio_filepath``, the line reader and the validated reader.
+
+A manifest line is ``{"audio_filepath": ..., "duration": ..., "text": ...}`` (optionally ``"voice"`` or
+``"speaker"``, used for the per-voice WER table). Relative paths resolve from the manifest's folder and may
+not leave it (:func:`resolve_audio_path`; training data and ``infer`` inputs follow the same rule). Every
+problem a user can cause is a :class:`~trident_core.errors.DataError` naming the manifest, the line and the key.
+Light: no Lightning, so inference can read manifests too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trident_audio.text import OutOfVocabularyError, TextNormalizer, Tokenizer
+from trident_audio.transforms import AudioReadError, audio_info
+from trident_core.errors import DataError
+
+MAX_LINE_CHARS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One validated manifest line."""
+
+    audio_path: Path
+    duration: float
+    text: str  # normalised transcript
+    tokens: tuple[int, ...]
+    voice: str
+    manifest: Path
+    line: int
+
+
+def resolve_audio_path(value: Any, manifest: Path, line: int) -> Path:
+    """Where a manifest line's ``audio_filepath`` points: absolute as written, relative from the manifest's folder.
+
+    The one rule for training manifests (:func:`read_manifest`) and ``infer`` inputs alike.
+
+    Raises:
+        DataError: naming the manifest, the line and the key when the value is not a non-empty string, holds a
+            NUL, or (relative) leaves the manifest's folder.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise DataError("audio_filepath must be a non-empty string", path=manifest, line=line, key="audio_filepath")
+    if "\x00" in value:
+        raise DataError("audio_filepath holds a NUL character", path=manifest, line=line, key="audio_filepath")
+    raw = Path(value)
+    if raw.is_absolute():
+        return raw
+    folder = manifest.parent.resolve()
+    resolved = (folder / raw).resolve()
+    if folder not in resolved.parents:
+        raise DataError(
+            f"relative path {value!r} leaves the manifest's folder {folder}; use a path inside it or an absolute one",
+            path=manifest, line=line, key="audio_filepath",
+        )
+    return resolved
+
+
+def manifest_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, JSON object)`` of every non-blank line of a JSONL manifest.
+
+    Raises:
+        DataError: naming the manifest and the line: missing file, over-long line, not UTF-8, malformed JSON,
+            or a line that is not a JSON object.
+    """
+    manifest = Path(path)
+    if not manifest.is_file():
+        raise DataError("manifest not found", path=manifest)
+    with manifest.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if len(raw) > MAX_LINE_CHARS:
+                raise DataError(f"line longer than {MAX_LINE_CHARS} bytes", path=manifest, line=number)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(f"not valid UTF-8 ({err.reason})", path=manifest, line=number) from None
+            if not text.strip():
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise DataError(f"malformed JSON ({err.msg} at column {err.colno})", path=manifest,
+                                line=number) from None
+            if not isinstance(record, dict):
+                raise DataError(f"expected a JSON object, got {type(record).__name__}", path=manifest, line=number)
+            yield number, record
+
+
+def _parse_line(
+    record: dict[str, Any], manifest: Path, line: int, normalizer: TextNormalizer, tokenizer: Tokenizer | None,
+    max_audio_seconds: float,
+) -> Utterance:
+    for key in ("audio_filepath", "text"):
+        if key not in record:
+            raise DataError(f"missing required key {key!r}", path=manifest, line=line, key=key)
+    audio = resolve_audio_path(record["audio_filepath"], manifest, line)
+    text = record["text"]
+    if not isinstance(text, str):
+        raise DataError(f"text must be a string, got {type(text).__name__}", path=manifest, line=line, key="text")
+    normalised = normalizer(text)
+    if not normalised:
+        raise DataError(f"empty transcript after normalisation ({text!r})", path=manifest, line=line, key="text")
+    tokens: tuple[int, ...] = ()
+    if tokenizer is not None:
+        try:
+            tokens = tuple(tokenizer.encode(normalised))
+        except OutOfVocabularyError as err:
+            raise DataError(f"{err} (normalised text {normalised!r})", path=manifest, line=line, key="text") from None
+    if not audio.is_file():
+        raise DataError(f"audio file {audio} not found", path=manifest, line=line, key="audio_filepath")
+    try:
+        frames, rate = audio_info(audio)
+    except AudioReadError as err:
+        raise DataError(f"{audio}: {err}", path=manifest, line=line, key="audio_filepath") from None
+    if frames <= 0 or rate <= 0:
+        raise DataError(f"{audio}: zero-length audio", path=manifest, line=line, key="audio_filepath")
+    duration = record.get("duration", frames / rate)
+    if isinstance(duration, bool) or not isinstance(duration, int | float) or not math.isfinite(duration):
+        raise DataError(f"duration must be a finite number, got {duration!r}", path=manifest, line=line,
+                        key="duration")
+    if duration <= 0 or duration > max_audio_seconds or frames / rate > max_audio_seconds:
+        raise DataError(
+            f"duration {duration!r}s (file: {frames / rate:.2f}s) is outside (0, {max_audio_seconds}]s; split long "
+            "recordings or raise data.max_audio_seconds", path=manifest, line=line, key="duration",
+        )
+    voice = record.get("voice", record.get("speaker", "unknown"))
+    return Utterance(audio, float(frames / rate), normalised, tokens, str(voice), manifest, line)
+
+
+def read_manifest(
+    path: str | Path,
+    normalizer: TextNormalizer | None = None,
+    tokenizer: Tokenizer | None = None,
+    *,
+    max_audio_seconds: float = 600.0,
+) -> list[Utterance]:
+    """Read and validate a JSONL manifest (every line, every audio header).
+
+    Args:
+        path: The manifest.
+        normalizer: Text normalisation; the tokenizer's when ``None`` and a tokenizer is given.
+        tokenizer: When given, transcripts are encoded here so out-of-vocabulary characters fail early.
+        max_audio_seconds: Longer audio is an error (the duration filter of training is separate).
+
+    Raises:
+        DataError: naming the manifest, the line and the key of the first bad line.
+    """
+    manifest = Path(path)
+    normalizer = normalizer or (tokenizer.normalizer if tokenizer is not None else TextNormalizer())
+    utterances = [_parse_line(record, manifest, number, normalizer, tokenizer, max_audio_seconds)
+                  for number, record in manifest_records(manifest)]
+    if not utterances:
+        raise DataError("manifest holds no utterances", path=manifest)
+    return utterances
