@@ -47,6 +47,13 @@ def test_fit_test_export_infer_through_the_cli(tmp_path: Path, capsys: pytest.Ca
     assert meta["task"] == "speech_recognition" and meta["lm_file"] == "lm.json" and meta["decoder"] == "beam"
     assert meta["sample_rate"] == meta["features"]["sample_rate"] == 16000
 
+    # a checkpoint of the earlier layout (the LM under an 'audio' key, no version) is refused naming the version
+    old = {k: v for k, v in ckpt.items() if k != "trident"} | {"audio": {"lm": json.dumps({"order": 2})}}
+    torch.save(old, tmp_path / "old.ckpt")
+    with pytest.raises(SystemExit):
+        main(["export", "--ckpt_path", str(tmp_path / "old.ckpt"), "--output", str(tmp_path / "old-artifact")])
+    assert "checkpoint version 1; this Trident reads version 2" in capsys.readouterr().err
+
     main(["infer", "--artifact", str(tmp_path / "artifact"), "--input", str(tmp_path / "data" / "test.jsonl"),
           "--batch_size", "1"])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
