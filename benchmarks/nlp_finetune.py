@@ -51,7 +51,8 @@ def _trident(settings: Settings, steps: int, backbone: str) -> dict[str, Any]:
             "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
             "--trainer.num_sanity_val_steps=0", f"--data.batch_size={BATCH}", f"--data.max_length={MAX_LENGTH}"]
     if settings.quick:
-        args += ["--model.hidden_size=32", "--model.num_layers=1", "--model.num_heads=2"]
+        args += ["--model.net.init_args.hidden_size=32", "--model.net.init_args.num_layers=1",
+                 "--model.net.init_args.num_heads=2"]
     reset_peak_rss()
     cli = _run_cli(DOMAIN, args, lambda cli: cli.trainer.callbacks.append(timer))
     return {"samples_per_s": _throughput(timer.starts), "rss_mb": peak_rss_mb(),
@@ -177,7 +178,8 @@ def _trident_to_target(settings: Settings, backbone: str, target: float, max_epo
             f"--trainer.default_root_dir={root}", "--trainer.logger=false", "--trainer.enable_progress_bar=false",
             "--trainer.enable_model_summary=false"]
     if settings.quick:
-        args += ["--model.hidden_size=32", "--model.num_layers=1", "--model.num_heads=2"]
+        args += ["--model.net.init_args.hidden_size=32", "--model.net.init_args.num_layers=1",
+                 "--model.net.init_args.num_heads=2"]
     stop = StopAtTarget("val/acc", target)
     cli = _run_cli(DOMAIN, args, lambda cli: cli.trainer.callbacks.append(stop))
     return {"seconds": stop.reached, "evals": stop.evals, "precision": cli.trainer.precision}

@@ -22,14 +22,15 @@ COMMAND = "uv run python -m benchmarks --only P3"
 def build_intent(settings: Settings, backbone: str) -> tuple[Any, Any]:
     """An untrained IntentModule on the embedded data (speed does not depend on the weights) and its data."""
     from trident_nlp.data import IntentDataModule
+    from trident_nlp.model import IntentClassifier
     from trident_nlp.module import IntentModule
 
     dm = IntentDataModule(data_dir=str(settings.workdir / "nlp_data"), backbone=backbone, max_length=64)
     dm.prepare_data()
     dm.setup("fit")
-    module = IntentModule(labels=dm.labels, backbone=dm.backbone, vocab_size=dm.vocab_size, max_length=64,
-                          tokenizer_json=dm.tokenizer_json,
-                          **({"hidden_size": 32, "num_layers": 1, "num_heads": 2} if backbone == "scratch" else {}))
+    sizes = {"hidden_size": 32, "num_layers": 1, "num_heads": 2} if backbone == "scratch" else {}
+    net = IntentClassifier(dm.num_labels, dm.backbone, dm.vocab_size, 64, **sizes)
+    module = IntentModule(net=net, labels=dm.labels, tokenizer_json=dm.tokenizer_json)
     return module.eval(), dm
 
 
@@ -42,14 +43,14 @@ def _sdpa(net: Any) -> Any:
 
 def run(settings: Settings) -> list[Row]:
     from trident_core.export import export_artifact
-    from trident_nlp.export import IntentClassifier
+    from trident_nlp.export import IntentPredictor
     from trident_nlp.text import TextEncoder
 
     backbone = "scratch" if settings.quick else "auto"
     module, dm = build_intent(settings, backbone)
     artifact = settings.workdir / "P3" / "artifact"
     export_artifact(module.export_spec(), artifact, domain="nlp")
-    classifier = IntentClassifier.from_artifact(artifact, threads=settings.threads)
+    classifier = IntentPredictor.from_artifact(artifact, threads=settings.threads)
     encoder = TextEncoder(dm.tokenizer_json, 64)
     net = _sdpa(module.net).eval()
     texts = [r.text for r in dm.records["test"]]

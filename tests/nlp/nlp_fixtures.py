@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from trident_nlp.model import tiny_classifier
 from trident_nlp.module import IntentModule
 from trident_nlp.text import train_wordpiece
 
@@ -45,19 +46,11 @@ def write_splits(folder: Path) -> dict[str, Path]:
 
 
 def tiny_module(labels: list[str] | None = None, **kwargs) -> IntentModule:
+    """A tiny scratch IntentModule built in Python (as a library user would), with its WordPiece tokenizer."""
     labels = labels or sorted(INTENT_TEXTS)
     tokenizer = train_wordpiece([r["text"] for r in records()], vocab_size=200)
-    return IntentModule(
-        labels=labels,
-        backbone="scratch",
-        vocab_size=tokenizer.get_vocab_size(),
-        hidden_size=32,
-        num_layers=1,
-        num_heads=2,
-        max_length=32,
-        tokenizer_json=tokenizer.to_str(),
-        **kwargs,
-    )
+    net = tiny_classifier(num_labels=len(labels), vocab_size=tokenizer.get_vocab_size(), max_length=32)
+    return IntentModule(net=net, labels=labels, tokenizer_json=tokenizer.to_str(), **kwargs)
 
 
 @pytest.fixture

@@ -14,7 +14,11 @@ import pytest
 import torch
 from nlp_fixtures import one_thread  # noqa: F401 (fixture)
 
-from trident_nlp.cli import main
+from trident_core.cli import run_domain
+from trident_nlp.cli import DOMAIN, main
+from trident_nlp.data import read_records
+from trident_nlp.export import IntentPredictor
+from trident_nlp.module import IntentModule
 
 TESTS = Path(__file__).resolve().parents[1]  # holds ddp_probe.py
 
@@ -32,18 +36,33 @@ def _base(tmp_path: Path) -> list[str]:
     ]
 
 
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def test_fit_test_export_infer_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    main(["fit", *_base(tmp_path)])
+    # whole epochs (a few seconds for this model), so the decisions compared below are not all one class
+    main(["fit", *_base(tmp_path), "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "1.0",
+          "--trainer.limit_val_batches", "1.0"])
     run = tmp_path / "run"
     last = run / "checkpoints" / "last.ckpt"
     assert last.is_file() and (run / "artifact" / "model.onnx").is_file()
     ckpt = torch.load(last, weights_only=True)
-    assert ckpt["trident_nlp"]["tokenizer_json"] and "tokenizer_json" not in ckpt["hyper_parameters"]
+    assert ckpt["trident"]["extras"]["tokenizer_json"] and "trident_nlp" not in ckpt
+    hparams = ckpt["hyper_parameters"]
+    assert "tokenizer_json" not in hparams  # data, kept in the checkpoint extras, not a hyperparameter
+    assert hparams["net"]["class_path"] == "trident_nlp.model.IntentClassifier"
+    net_args = hparams["net"]["init_args"]  # linked from the data
+    assert net_args["backbone"] == "scratch" and net_args["num_labels"] == len(hparams["labels"])
+    assert net_args["max_length"] == 32 and net_args["vocab_size"] <= 500 and net_args["hidden_size"] == 32
     threshold = float(ckpt["state_dict"]["oos_threshold"])
     meta = json.loads((run / "artifact" / "metadata.json").read_text())
     assert meta["domain"] == "nlp" and "oos" in meta["domain_metadata"]["labels"]
 
-    cli = main(["test", *_base(tmp_path), "--ckpt_path", "last"])
+    # every test batch, so the test step decides on the whole test set
+    cli = run_domain(DOMAIN, ["test", *_base(tmp_path), "--ckpt_path", "last", "--trainer.limit_test_batches", "1.0"])
+    tested = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
+    assert 0 < tested["test/in_scope_acc"] < 1 and 0 < tested["test/oos_recall"] < 1  # decisions go both ways
     del cli
     assert (run / "test_report.json").is_file() and (run / "confusion_matrix.png").is_file()
 
@@ -55,15 +74,51 @@ def test_fit_test_export_infer_through_the_cli(tmp_path: Path, capsys: pytest.Ca
     # chosen on validation, stored in the checkpoint, exported (-inf, "reject nothing", is exported as null)
     assert exported["threshold"] == (pytest.approx(threshold) if math.isfinite(threshold) else None)
 
+    # the artifact decides as the test step did: the same CLINC metrics from `infer` on the test set
+    test_file = tmp_path / "data" / "test.jsonl"
+    main(["infer", "--artifact", str(tmp_path / "artifact"), "--input", str(test_file), "--output",
+          str(tmp_path / "infer.jsonl")])
+    inferred = _jsonl(tmp_path / "infer.jsonl")
+    targets = [r.label for r in read_records(test_file)]
+    assert [r["text"] for r in inferred] == [r.text for r in read_records(test_file)]
+    oos = [r["intent"] == "oos" for r, t in zip(inferred, targets, strict=True) if t == "oos"]
+    kept = [r["intent"] == t for r, t in zip(inferred, targets, strict=True) if t != "oos"]
+    assert sum(oos) / len(oos) == pytest.approx(tested["test/oos_recall"], abs=1e-6)
+    assert sum(kept) / len(kept) == pytest.approx(tested["test/in_scope_acc"], abs=1e-6)
+
+    # and row by row as the predict step (the module's decide, texts carried through the batch)
+    main(["predict", *_base(tmp_path), "--ckpt_path", "last", "--data.predict_file", str(test_file)])
+    predicted = _jsonl(run / "predictions.jsonl")
+    assert [(r["text"], r["intent"], r["in_scope"]) for r in predicted] == [
+        (r["text"], r["intent"], r["in_scope"]) for r in inferred
+    ]
+    assert max(abs(a["confidence"] - b["confidence"]) for a, b in zip(predicted, inferred, strict=True)) < 1e-5
+
+    capsys.readouterr()
     inputs = tmp_path / "in.txt"
     inputs.write_text("where is my order\ni forgot my password\n")
-    main(["predict", *_base(tmp_path), "--ckpt_path", "last", "--data.predict_file", str(inputs)])
-    predicted = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
-    assert [r["text"] for r in predicted] == ["where is my order", "i forgot my password"]
     main(["infer", "--artifact", str(tmp_path / "artifact"), "--input", str(inputs), "--batch_size", "1"])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [r["text"] for r in rows] == ["where is my order", "i forgot my password"]
     assert all(set(r) == {"text", "intent", "confidence", "in_scope"} for r in rows)
+
+    # the checkpoint alone (hyperparameters + weights, weights_only) rebuilds the module, tokenizer included
+    module = IntentModule.load_from_checkpoint(last, map_location="cpu", weights_only=True).eval()
+    predictor = IntentPredictor.from_artifact(tmp_path / "artifact")
+    assert module.tokenizer_json == ckpt["trident"]["extras"]["tokenizer_json"]
+    texts = [r["text"] for r in inferred[:20]]
+    ids, mask = predictor.encoder.pad(predictor.encoder.encode(texts))
+    with torch.no_grad():
+        logits = module(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+    assert abs(logits - predictor.logits(texts)).max() < 1e-4
+
+
+def test_an_old_config_key_is_refused_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``data.vocab_size`` was the WordPiece size; it is now ``data.wordpiece_vocab_size`` (``vocab_size`` is the
+    tokenizer's actual size, linked to the net)."""
+    with pytest.raises(SystemExit):
+        main(["fit", *_base(tmp_path), "--data.vocab_size", "300", "--print_config"])
+    assert "unrecognized arguments: --data.vocab_size" in capsys.readouterr().err
 
 
 def test_python_module_entry_point_help(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 from pathlib import Path
 
+import numpy as np
 import pytest
 from nlp_fixtures import (
     INTENT_TEXTS,
@@ -15,7 +16,7 @@ from nlp_fixtures import (
 )
 
 from trident_core.errors import ConfigError, DataError
-from trident_nlp.data import IntentDataModule, read_records, read_texts
+from trident_nlp.data import IntentDataModule, PadCollate, read_records, read_texts
 from trident_nlp.defaults import INTENTS, OOS_LABEL, generate_default_dataset
 from trident_nlp.text import TextEncoder, train_wordpiece
 
@@ -23,7 +24,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _dm(tmp_path: Path, **kwargs) -> IntentDataModule:
-    defaults = {"data_dir": str(tmp_path / "default"), "backbone": "scratch", "batch_size": 4, "vocab_size": 300}
+    defaults = {"data_dir": str(tmp_path / "default"), "backbone": "scratch", "batch_size": 4,
+                "wordpiece_vocab_size": 300}
     return IntentDataModule(**{**defaults, **kwargs})
 
 
@@ -111,7 +113,21 @@ def test_wordpiece_is_deterministic_and_never_unknown_on_seen_characters() -> No
     tokens = a.encode("refundable passwords everywhere").tokens
     assert "[UNK]" not in tokens and tokens[0] == "[CLS]" and tokens[-1] == "[SEP]"
     ids, mask = encoder.pad(encoder.encode(["a", "a b c"]))
-    assert len(ids[0]) == len(ids[1]) and mask[0].count(0) == 2
+    assert ids.shape == mask.shape == (2, 5) and ids.dtype == np.int64 and int((mask[0] == 0).sum()) == 2
+    assert (ids[0, 3:] == encoder.pad_id).all()
+
+
+def test_training_batches_are_padded_as_the_artifact_pads() -> None:
+    """One padding function: the training collate and the runner's encoder give the same arrays."""
+    encoder = TextEncoder(train_wordpiece([r["text"] for r in records()], vocab_size=120).to_str(), max_length=64)
+    texts = ["refund", "where is my package please", "hi there"]
+    ids = encoder.encode(texts)
+    items = [{"input_ids": x, "label": 0, "text": t} for x, t in zip(ids, texts, strict=True)]
+    batch = PadCollate(encoder.pad_id)(items)
+    want_ids, want_mask = encoder.pad(ids)
+    assert np.array_equal(batch["input_ids"].numpy(), want_ids)
+    assert np.array_equal(batch["attention_mask"].numpy(), want_mask)
+    assert batch["text"] == texts  # predictions carry their texts through the batch
 
 
 def test_default_dataset_is_a_realistic_support_desk(tmp_path: Path) -> None:

@@ -17,8 +17,9 @@ from nlp_fixtures import (
 
 from trident_core.errors import ConfigError
 from trident_nlp.data import IntentDataModule
+from trident_nlp.model import IntentClassifier, tiny_classifier
 from trident_nlp.module import IntentModule
-from trident_nlp.oos import apply_threshold, choose_threshold, oos_metrics, scores_from_logits
+from trident_nlp.oos import choose_threshold, final_index, in_scope_rule, oos_metrics, scores_from_logits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -31,24 +32,17 @@ def _datamodule(tmp_path: Path, **kwargs) -> IntentDataModule:
         val_file=str(files["val"]),
         test_file=str(files["test"]),
         backbone="scratch",
-        vocab_size=200,
+        wordpiece_vocab_size=200,
         batch_size=16,
         **kwargs,
     )
 
 
-def _module_for(dm: IntentDataModule, **kwargs) -> IntentModule:
-    return IntentModule(
-        labels=dm.labels,
-        backbone=dm.backbone,
-        vocab_size=dm.vocab_size,
-        max_length=dm.max_length,
-        hidden_size=32,
-        num_layers=1,
-        num_heads=2,
-        dropout=0.0,
-        **kwargs,
-    )
+def _module_for(dm: IntentDataModule, dropout: float = 0.0, **kwargs) -> IntentModule:
+    """What the CLI links, written out: the net's data-given arguments, labels and tokenizer from the data."""
+    net = IntentClassifier(dm.num_labels, dm.backbone, dm.vocab_size, dm.max_length, hidden_size=32, num_layers=1,
+                           num_heads=2, dropout=dropout)
+    return IntentModule(net=net, labels=dm.labels, tokenizer_json=dm.tokenizer_json, **kwargs)
 
 
 def _trainer(tmp_path: Path, **kwargs) -> Trainer:
@@ -81,7 +75,6 @@ def test_tiny_model_overfits_a_small_batch(tmp_path: Path) -> None:
     _trainer(tmp_path, max_steps=60, overfit_batches=1, num_sanity_val_steps=0, limit_val_batches=0).fit(module, dm)
     after = _loss(module, batch)
     assert after < 0.25 * before, (before, after)
-    assert module.tokenizer_json == dm.tokenizer_json  # taken from the datamodule for the checkpoint
 
 
 def test_train_accuracy_is_the_epoch_accuracy_of_the_training_batches(tmp_path: Path) -> None:
@@ -120,10 +113,13 @@ def test_checkpoint_carries_tokenizer_and_threshold(tmp_path: Path) -> None:
     path = tmp_path / "m.ckpt"
     checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
     module.on_save_checkpoint(checkpoint)
-    assert "tokenizer_json" not in checkpoint["hyper_parameters"]
+    assert "tokenizer_json" not in checkpoint["hyper_parameters"] and "net" not in checkpoint["hyper_parameters"]
+    assert checkpoint["trident"]["extras"]["tokenizer_json"] == module.tokenizer_json
+    assert "trident_nlp" not in checkpoint  # one key for every domain's extras
     torch.save(checkpoint, path)
     loaded = torch.load(path, weights_only=True)
-    restored = IntentModule(**loaded["hyper_parameters"])
+    # built in Python, the net is not a hyperparameter: the caller passes it again
+    restored = IntentModule(net=tiny_classifier(4, module.net.encoder.config.vocab_size), **loaded["hyper_parameters"])
     restored.on_load_checkpoint(loaded)
     restored.load_state_dict(loaded["state_dict"])
     assert restored.tokenizer_json == module.tokenizer_json
@@ -144,10 +140,16 @@ def test_head_and_layerwise_encoder_learning_rates() -> None:
 
 
 def test_bad_module_config() -> None:
-    with pytest.raises(ConfigError):
-        IntentModule(labels=["only"])
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="at least 2 labels"):
+        IntentModule(net=tiny_classifier(2), labels=["only"])
+    with pytest.raises(ConfigError, match="model.score"):
         tiny_module(score="entropy")
+    with pytest.raises(ConfigError, match="3 outputs but there are 4 labels"):
+        IntentModule(net=tiny_classifier(3), labels=["a", "b", "c", "oos"])
+    with pytest.raises(ConfigError, match="lacks"):
+        IntentModule(net=torch.nn.Linear(2, 2), labels=["a", "b"])
+    with pytest.raises(ConfigError, match="vocab_size"):
+        IntentClassifier(3, "scratch", vocab_size=None)
 
 
 def test_threshold_choice_separates_oos_scores() -> None:
@@ -157,10 +159,11 @@ def test_threshold_choice_separates_oos_scores() -> None:
     scores = np.array([0.9, 0.8, 0.95, 0.7, 0.3, 0.2, 0.4])
     threshold = choose_threshold(scores, preds, targets, oos)
     assert 0.4 < threshold <= 0.7
-    m = oos_metrics(scores, preds, targets, oos, threshold)
+    final = final_index(preds, in_scope_rule(preds, scores, oos, threshold), oos)
+    assert final.tolist() == [0, 1, 2, 0, oos, oos, oos]
+    m = oos_metrics(final, targets, oos)
     assert m["in_scope_acc"] == 1.0 and m["oos_recall"] == 1.0
     assert choose_threshold(scores[:4], preds[:4], targets[:4], oos) == float("-inf")  # nothing to calibrate
-    assert apply_threshold(preds, scores, oos, 0.5).tolist() == [0, 1, 2, 0, oos, oos, oos]
     logits = np.array([[2.0, 0.0], [0.0, 0.0]])
     assert scores_from_logits(logits).round(3).tolist() == [0.881, 0.5]
     assert scores_from_logits(logits, "energy")[1] == pytest.approx(np.log(2))

@@ -14,12 +14,15 @@ DOMAIN = DomainSpec(
     infer="trident_nlp.export:infer",
     demo_inputs="trident_nlp.defaults:demo_inputs",
     demo_metrics=("test/acc", "test/macro_f1", "test/in_scope_acc", "test/oos_recall"),
+    # what the data knows at construction: the encoder's data-given arguments, the labels and the tokenizer
     links=(
         ("data.labels", "model.labels"),
-        ("data.backbone", "model.backbone"),
-        ("data.vocab_size", "model.vocab_size"),
         ("data.oos_label", "model.oos_label"),
-        ("data.max_length", "model.max_length"),
+        ("data.tokenizer_json", "model.tokenizer_json"),
+        ("data.num_labels", "model.net.init_args.num_labels"),
+        ("data.backbone", "model.net.init_args.backbone"),
+        ("data.vocab_size", "model.net.init_args.vocab_size"),
+        ("data.max_length", "model.net.init_args.max_length"),
     ),
     description="intent classification with out-of-scope detection (Hugging Face transformers)",
 )

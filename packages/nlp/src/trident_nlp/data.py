@@ -22,6 +22,7 @@ from trident_nlp.text import (
     SCRATCH,
     TextEncoder,
     load_pretrained_tokenizer,
+    pad_batch,
     resolve_backbone,
     train_wordpiece,
 )
@@ -173,34 +174,40 @@ def read_texts(path: str | Path, text_column: str = "text") -> list[str]:
 
 
 class IntentDataset(Dataset[dict[str, Any]]):
-    """Token ids and label indices of a list of records."""
+    """Token ids and label indices of a list of records (and the texts, for predictions)."""
 
-    def __init__(self, ids: list[list[int]], labels: list[int]) -> None:
+    def __init__(self, ids: list[list[int]], labels: list[int], texts: list[str] | None = None) -> None:
         self.ids = ids
         self.labels = labels
+        self.texts = texts
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return {"input_ids": self.ids[index], "label": self.labels[index]}
+        item: dict[str, Any] = {"input_ids": self.ids[index], "label": self.labels[index]}
+        if self.texts is not None:
+            item["text"] = self.texts[index]
+        return item
 
 
 class PadCollate:
-    """Pads a batch to its longest sequence (dynamic padding)."""
+    """Pads a batch to its longest sequence (dynamic padding, :func:`trident_nlp.text.pad_batch`); texts, when
+    the dataset has them, travel in the batch so predictions carry them."""
 
     def __init__(self, pad_id: int) -> None:
         self.pad_id = pad_id
 
-    def __call__(self, batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        width = max(len(item["input_ids"]) for item in batch)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, item in enumerate(batch):
-            ids[row, : len(item["input_ids"])] = torch.tensor(item["input_ids"], dtype=torch.long)
-            mask[row, : len(item["input_ids"])] = 1
-        labels = torch.tensor([item["label"] for item in batch], dtype=torch.long)
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    def __call__(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
+        ids, mask = pad_batch([item["input_ids"] for item in batch], self.pad_id)
+        out: dict[str, Any] = {
+            "input_ids": torch.from_numpy(ids),
+            "attention_mask": torch.from_numpy(mask),
+            "labels": torch.tensor([item["label"] for item in batch], dtype=torch.long),
+        }
+        if "text" in batch[0]:
+            out["text"] = [item["text"] for item in batch]
+        return out
 
 
 class IntentDataModule(TridentDataModule):
@@ -210,7 +217,8 @@ class IntentDataModule(TridentDataModule):
     with none, the embedded customer-support dataset is written to ``data_dir`` and used. The label set
     comes from the training data. The tokenizer belongs to ``backbone``: ``"auto"`` (all-MiniLM-L6-v2 when
     installed, else ``"scratch"``), ``"scratch"`` (a WordPiece built on the training texts), a local folder
-    or a hub id. The model receives labels, backbone and vocabulary size through CLI links.
+    or a hub id. The model receives labels, backbone, the tokenizer and its vocabulary size through CLI links
+    (``labels``, ``num_labels``, ``backbone``, ``tokenizer_json``, ``vocab_size``, ``max_length``).
 
     Args:
         data_dir: Folder of the embedded default dataset.
@@ -225,7 +233,8 @@ class IntentDataModule(TridentDataModule):
         oos_label: Label of out-of-scope queries (if the data has them).
         backbone: Which encoder (and so which tokenizer) to use.
         max_length: Truncation length in tokens.
-        vocab_size: Vocabulary size of a ``scratch`` tokenizer.
+        wordpiece_vocab_size: Largest vocabulary of the WordPiece built for a ``scratch`` backbone (the
+            tokenizer's actual size is :attr:`vocab_size`).
         bucket_factor: Batches per length-sorting bucket.
     """
 
@@ -243,7 +252,7 @@ class IntentDataModule(TridentDataModule):
         oos_label: str = OOS_LABEL,
         backbone: str = AUTO,
         max_length: int = 64,
-        vocab_size: int = 8000,
+        wordpiece_vocab_size: int = 8000,
         bucket_factor: int = 50,
         batch_size: int = 32,
         num_workers: int = 0,
@@ -269,7 +278,7 @@ class IntentDataModule(TridentDataModule):
         self.text_column, self.label_column, self.oos_label = text_column, label_column, oos_label
         self.requested_backbone = backbone
         self.max_length = max_length
-        self.scratch_vocab_size = vocab_size
+        self.wordpiece_vocab_size = wordpiece_vocab_size
         self.bucket_factor = bucket_factor
         self.datasets: dict[str, IntentDataset] = {}
 
@@ -346,7 +355,7 @@ class IntentDataModule(TridentDataModule):
         """The serialised tokenizer: the backbone's own, or a WordPiece built on the training texts."""
         if self.backbone == SCRATCH:
             texts = [r.text for r in self.records["train"]]
-            return train_wordpiece(texts, vocab_size=self.scratch_vocab_size).to_str()
+            return train_wordpiece(texts, vocab_size=self.wordpiece_vocab_size).to_str()
         return load_pretrained_tokenizer(self.backbone).to_str()
 
     @cached_property
@@ -385,8 +394,7 @@ class IntentDataModule(TridentDataModule):
                 raise ConfigError("predict needs data.predict_file (text lines or JSONL)")
             path = self._resolve(self.predict_file)
             texts = read_texts(path, self.text_column)  # type: ignore[arg-type]
-            self.predict_texts = texts
-            self.datasets["predict"] = IntentDataset(self.encoder.encode(texts), [-1] * len(texts))
+            self.datasets["predict"] = IntentDataset(self.encoder.encode(texts), [-1] * len(texts), texts)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader[Any]:
         dataset = self.datasets[split]

@@ -1,28 +1,113 @@
-"""Artifact-based intent inference: ``tokenizers`` + onnxruntime, no torch, no Lightning.
+"""Both halves of the intent artifact: what export writes and what serving reads.
 
-``IntentClassifier.from_artifact(dir).predict(texts)`` is the Python API; :func:`infer` backs
-``trident-nlp infer``. Artifacts are written by the core (``trident-nlp export``) from
-:meth:`trident_nlp.module.IntentModule.export_spec`.
+:func:`export_spec` turns a trained :class:`~trident_nlp.module.IntentModule` into the core's
+:class:`~trident_core.export.ExportSpec` (ONNX net + ``tokenizer.json`` + :class:`IntentMetadata`);
+:class:`IntentPredictor` serves the artifact with ``tokenizers`` + onnxruntime (no torch, no Lightning), deciding
+in or out of scope with the same :func:`trident_nlp.oos.decide` as the test step; :func:`infer` backs
+``trident-nlp infer``.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from trident_core.artifact import Artifact, load_artifact
-from trident_core.errors import ArtifactError, DataError
-from trident_nlp.oos import apply_threshold, scores_from_logits
+from trident_core.errors import ArtifactError, ConfigError, DataError
+from trident_core.metadata import DomainMetadata
+from trident_core.output import write_jsonl
+from trident_nlp.oos import SCORES, Decisions, decide
+from trident_nlp.text import TextEncoder
 
-_REQUIRED = ("labels", "oos_label", "threshold", "score", "max_length", "tokenizer")
+if TYPE_CHECKING:
+    from trident_core.export import ExportSpec
+    from trident_nlp.module import IntentModule
+
+INFER_BATCH_SIZE = 32  # texts per onnxruntime call: `infer` and `IntentPredictor.predict` default
+TOKENIZER_FILE = "tokenizer.json"
+_EXPORT_TEXTS = ["where is my order", "i forgot my password and cannot log in to my account today", "hi"]
 
 
-class IntentClassifier:
+@dataclass(frozen=True)
+class IntentMetadata(DomainMetadata):
+    """What inference needs from training, written by :func:`export_spec` and read by :class:`IntentPredictor`.
+
+    Attributes:
+        labels: Intent names in logit order.
+        oos_label: Label of out-of-scope queries (an entry of ``labels`` when the model has that class).
+        score: ``max_prob`` or ``energy``: what the threshold applies to.
+        threshold: Validation-chosen threshold; ``None``: reject nothing on the score.
+        max_length: Truncation length in tokens.
+        tokenizer: File of the serialised ``tokenizers.Tokenizer`` inside the artifact.
+        backbone: The encoder the model was trained from (for information).
+    """
+
+    TASK: ClassVar[str] = "intent_classification"
+    labels: list[str]
+    oos_label: str
+    score: str
+    threshold: float | None
+    max_length: int
+    tokenizer: str = TOKENIZER_FILE
+    backbone: str = ""
+
+    @property
+    def oos_index(self) -> int | None:
+        """Index of the out-of-scope class, ``None`` for a closed-set model."""
+        return self.labels.index(self.oos_label) if self.oos_label in self.labels else None
+
+
+def export_spec(module: IntentModule) -> ExportSpec:
+    """ONNX with dynamic batch and sequence; the artifact carries the tokenizer and :class:`IntentMetadata`."""
+    import torch
+
+    from trident_core.export import ExportSpec
+
+    if module.tokenizer_json is None:
+        raise ConfigError("this IntentModule has no tokenizer: pass tokenizer_json (the CLI links it from the "
+                          "data) or load a checkpoint written by fit")
+    net = copy.deepcopy(module.net).float().cpu().eval()
+    encoder = TextEncoder(module.tokenizer_json, net.max_length)
+    examples = []
+    for texts in (_EXPORT_TEXTS[:2], _EXPORT_TEXTS):
+        ids, mask = encoder.pad(encoder.encode(texts))
+        examples.append((torch.from_numpy(ids), torch.from_numpy(mask)))
+    metadata = IntentMetadata(labels=list(module.labels), oos_label=module.oos_label, score=module.score,
+                              threshold=module.threshold, max_length=net.max_length, backbone=net.backbone)
+    return ExportSpec(
+        model=net,
+        example_inputs=examples,
+        input_names=["input_ids", "attention_mask"],
+        output_names=["logits"],
+        dynamic_axes={
+            "input_ids": {0: "batch", 1: "sequence"},
+            "attention_mask": {0: "batch", 1: "sequence"},
+            "logits": {0: "batch"},
+        },
+        metadata=metadata.to_dict(),
+        files={TOKENIZER_FILE: module.tokenizer_json.encode("utf-8")},
+        atol=1e-4,
+    )
+
+
+def prediction_rows(decisions: Decisions, labels: Sequence[str], oos_label: str) -> list[dict[str, Any]]:
+    """``{"intent", "confidence", "in_scope"}`` per row: the decided label (``oos_label`` when rejected) and the
+    largest softmax probability. The predict step and :class:`IntentPredictor` both answer with these rows."""
+    return [
+        {"intent": labels[int(index)] if ok else oos_label, "confidence": float(conf), "in_scope": bool(ok)}
+        for index, conf, ok in zip(decisions.index, decisions.confidence, decisions.in_scope, strict=True)
+    ]
+
+
+class IntentPredictor:
     """Classifies texts with an exported artifact; below the stored threshold a text is out of scope.
 
     Args:
@@ -30,38 +115,37 @@ class IntentClassifier:
     """
 
     def __init__(self, artifact: Artifact) -> None:
-        meta = artifact.domain_metadata
-        missing = [key for key in _REQUIRED if key not in meta]
-        if missing:
-            raise ArtifactError(f"{artifact.path}: not an intent artifact (domain_metadata lacks {missing})")
-        from trident_nlp.text import TextEncoder
-
         self.artifact = artifact
-        self.labels: list[str] = list(meta["labels"])
-        self.oos_label: str = meta["oos_label"]
-        self.oos_index = self.labels.index(self.oos_label) if self.oos_label in self.labels else None
-        self.threshold: float | None = meta["threshold"]
-        self.score: str = meta["score"]
-        tokenizer_json = artifact.file(meta["tokenizer"]).read_text(encoding="utf-8")
-        self.encoder = TextEncoder(tokenizer_json, int(meta["max_length"]))
+        self.metadata = IntentMetadata.from_artifact(artifact)
+        if self.metadata.score not in SCORES:
+            raise ArtifactError(f"{Path(artifact.path) / 'metadata.json'}: [domain_metadata.score] is "
+                                f"{self.metadata.score!r}, expected one of {list(SCORES)}; re-export the checkpoint")
+        tokenizer_json = artifact.file(self.metadata.tokenizer).read_text(encoding="utf-8")
+        self.encoder = TextEncoder(tokenizer_json, self.metadata.max_length)
 
     @classmethod
-    def from_artifact(cls, path: str | Path, threads: int | None = None) -> IntentClassifier:
+    def from_artifact(cls, path: str | Path, threads: int | None = None) -> IntentPredictor:
         """Load the artifact folder written by ``trident-nlp export``."""
         return cls(load_artifact(path, threads=threads))
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """Raw logits of a batch of texts (padded to the batch's longest)."""
         ids, mask = self.encoder.pad(self.encoder.encode(texts))
-        feeds = {"input_ids": np.asarray(ids, dtype=np.int64), "attention_mask": np.asarray(mask, dtype=np.int64)}
-        return self.artifact.run(feeds)["logits"]
+        return self.artifact.run({"input_ids": ids, "attention_mask": mask})["logits"]
 
-    def predict(self, texts: Sequence[str], batch_size: int = 32) -> list[dict[str, Any]]:
-        """``{"text", "intent", "confidence", "in_scope"}`` per text, in order.
+    def decide(self, logits: np.ndarray) -> Decisions:
+        """The in-scope decisions of the artifact's rule (:func:`trident_nlp.oos.decide`) on ``logits``."""
+        meta = self.metadata
+        return decide(logits, meta.score, meta.oos_index, meta.threshold)
 
-        ``confidence`` is the largest softmax probability; a text is out of scope (``intent`` becomes the
-        out-of-scope label) when the model predicts that label or its score is below the threshold.
-        """
+    def with_threshold(self, threshold: float | None) -> IntentPredictor:
+        """A copy that applies another threshold (e.g. to trade in-scope accuracy for out-of-scope recall)."""
+        other = copy.copy(self)
+        other.metadata = dataclasses.replace(self.metadata, threshold=threshold)
+        return other
+
+    def predict(self, texts: Sequence[str], batch_size: int = INFER_BATCH_SIZE) -> list[dict[str, Any]]:
+        """``{"text", "intent", "confidence", "in_scope"}`` per text, in order (see :func:`prediction_rows`)."""
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}", key="batch_size")
         texts = list(texts)
@@ -70,18 +154,10 @@ class IntentClassifier:
         results: dict[int, dict[str, Any]] = {}
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            logits = self.logits([texts[i] for i in chunk])
-            probs = scores_from_logits(logits, "max_prob")
-            scores = probs if self.score == "max_prob" else scores_from_logits(logits, self.score)
-            preds = logits.argmax(-1)
-            final = apply_threshold(preds, scores, self.oos_index, self.threshold)
-            for row, i in enumerate(chunk):
-                if self.oos_index is not None:
-                    in_scope = bool(final[row] != self.oos_index)
-                else:
-                    in_scope = self.threshold is None or bool(scores[row] >= self.threshold)
-                intent = self.labels[int(final[row])] if in_scope else self.oos_label
-                results[i] = {"text": texts[i], "intent": intent, "confidence": float(probs[row]), "in_scope": in_scope}
+            decisions = self.decide(self.logits([texts[i] for i in chunk]))
+            for i, row in zip(chunk, prediction_rows(decisions, self.metadata.labels, self.metadata.oos_label),
+                              strict=True):
+                results[i] = {"text": texts[i], **row}
         return [results[i] for i in range(len(texts))]
 
 
@@ -107,18 +183,14 @@ def _read_input(source: str) -> list[str]:
     return texts
 
 
-def infer(artifact: str, input: str, output: str | None = None, batch_size: int = 32) -> list[dict[str, Any]]:
+def infer(
+    artifact: str, input: str, output: str | None = None, batch_size: int = INFER_BATCH_SIZE
+) -> list[dict[str, Any]]:
     """``trident-nlp infer``: classify text lines or JSONL (``-`` reads stdin); returns one dict per text.
 
     With ``output``, JSONL is written there (a folder gets ``predictions.jsonl``) and the rows are returned.
     """
-    classifier = IntentClassifier.from_artifact(artifact)
-    rows = classifier.predict(_read_input(input), batch_size=batch_size)
+    rows = IntentPredictor.from_artifact(artifact).predict(_read_input(input), batch_size=batch_size)
     if output is not None:
-        target = Path(output)
-        if target.is_dir() or output.endswith("/"):
-            target.mkdir(parents=True, exist_ok=True)
-            target = target / "predictions.jsonl"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        write_jsonl(rows, output, "predictions.jsonl")
     return rows

@@ -7,26 +7,59 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from trident_core.errors import ConfigError
 from trident_nlp.text import SCRATCH, pretrained_location
 
 
 class IntentClassifier(nn.Module):
     """Encoder + masked mean pooling + linear head; ``forward(input_ids, attention_mask) -> logits``.
 
-    ``token_type_ids`` are always zeros (single-sentence input), so they stay out of the exported graph.
+    Built from plain values, so a config names it with ``class_path`` and a checkpoint rebuilds it from its
+    hyperparameters. Under the CLI, ``num_labels``, ``backbone``, ``vocab_size`` and ``max_length`` are linked
+    from the data; the ``IntentModule`` reads them back from here. ``token_type_ids`` are always zeros
+    (single-sentence input), so they stay out of the exported graph.
 
     Args:
-        encoder: A Hugging Face encoder (``BertModel``-like) returning ``last_hidden_state``.
-        hidden_size: Width of the encoder's output.
         num_labels: Number of intents (``oos`` included when the data has it).
+        backbone: Resolved backbone: ``scratch``, ``all-minilm-l6-v2``, a local folder or a hub id.
+        vocab_size: Rows of a scratch encoder's embedding: the tokenizer's vocabulary size (ignored for a
+            pretrained backbone, which brings its own).
+        max_length: Longest input in tokens (the tokenizer truncates to it; the artifact keeps it).
+        hidden_size: Width of a scratch encoder.
+        num_layers: Layers of a scratch encoder.
+        num_heads: Attention heads of a scratch encoder.
         dropout: Dropout before the head.
     """
 
-    def __init__(self, encoder: nn.Module, hidden_size: int, num_labels: int, dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        num_labels: int,
+        backbone: str = SCRATCH,
+        vocab_size: int | None = None,
+        max_length: int = 64,
+        hidden_size: int = 256,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
-        self.encoder = encoder
+        if num_labels < 2:
+            raise ConfigError(f"model.net.init_args.num_labels must be >= 2, got {num_labels}")
+        if backbone == SCRATCH:
+            if vocab_size is None:
+                raise ConfigError("a scratch encoder needs model.net.init_args.vocab_size (linked from the data)")
+            self.encoder = scratch_encoder(vocab_size, hidden_size, num_layers, num_heads, max(512, max_length))
+        else:
+            self.encoder = pretrained_encoder(backbone)
+        positions = int(getattr(self.encoder.config, "max_position_embeddings", max_length))
+        if max_length > positions:
+            raise ConfigError(f"data.max_length {max_length} exceeds the {positions} positions of backbone "
+                              f"{backbone!r}; lower data.max_length")
+        self.num_labels = num_labels
+        self.backbone = backbone
+        self.max_length = max_length
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden_size, num_labels)
+        self.head = nn.Linear(int(self.encoder.config.hidden_size), num_labels)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(
@@ -71,27 +104,6 @@ def pretrained_encoder(backbone: str) -> nn.Module:
     return encoder.train()
 
 
-def build_classifier(
-    backbone: str,
-    num_labels: int,
-    vocab_size: int,
-    hidden_size: int = 256,
-    num_layers: int = 4,
-    num_heads: int = 4,
-    max_positions: int = 512,
-    dropout: float = 0.1,
-) -> IntentClassifier:
-    """An :class:`IntentClassifier` on a resolved pretrained backbone or a scratch BERT of the given size."""
-    if backbone == SCRATCH:
-        encoder = scratch_encoder(vocab_size, hidden_size, num_layers, num_heads, max_positions)
-    else:
-        encoder = pretrained_encoder(backbone)
-    hidden = int(encoder.config.hidden_size)  # type: ignore[union-attr,arg-type]
-    return IntentClassifier(encoder, hidden, num_labels, dropout)
-
-
-def tiny_classifier(num_labels: int = 3, vocab_size: int = 100) -> IntentClassifier:
-    """A one-layer, 32-wide classifier for tests."""
-    return build_classifier(
-        SCRATCH, num_labels, vocab_size, hidden_size=32, num_layers=1, num_heads=2, max_positions=64
-    )
+def tiny_classifier(num_labels: int = 3, vocab_size: int = 100, max_length: int = 32) -> IntentClassifier:
+    """A one-layer, 32-wide scratch classifier for tests and examples."""
+    return IntentClassifier(num_labels, SCRATCH, vocab_size, max_length, hidden_size=32, num_layers=1, num_heads=2)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -11,19 +10,20 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from trident_core.errors import ConfigError
 from trident_core.export import ExportSpec
 from trident_core.module import LRSchedulerCallable, OptimizerCallable, TaskModule
+from trident_core.output import write_jsonl
 from trident_nlp.defaults import OOS_LABEL
-from trident_nlp.model import build_classifier
-from trident_nlp.oos import choose_threshold, oos_metrics, scores_from_logits
-from trident_nlp.text import SCRATCH, TextEncoder
+from trident_nlp.export import export_spec, prediction_rows
+from trident_nlp.oos import SCORES, Decisions, choose_threshold, decide, oos_metrics
+from trident_nlp.text import SCRATCH
 
 _NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layer_norm")
-_EXPORT_TEXTS = ["where is my order", "i forgot my password and cannot log in to my account today", "hi"]
 
 
 class IntentModule(TaskModule):
@@ -31,19 +31,15 @@ class IntentModule(TaskModule):
 
     A confidence threshold on ``score`` (``max_prob``: the largest softmax probability; ``energy``: the
     log-sum-exp of the logits) is chosen on validation after every validation epoch, stored in the
-    checkpoint and the artifact, and applied at test and inference time: below it, a query is out of scope.
+    checkpoint and the artifact, and applied at test and inference time by :func:`trident_nlp.oos.decide`:
+    below it, a query is out of scope.
 
     Args:
+        net: The classifier, :class:`trident_nlp.model.IntentClassifier` (or a module with its ``encoder``,
+            ``head``, ``num_labels``, ``backbone`` and ``max_length``); its data-given arguments are linked from
+            the data under the CLI.
         labels: Intent names, index order (linked from ``data.labels``).
-        backbone: Resolved backbone: ``scratch``, ``all-minilm-l6-v2``, a local folder or a hub id
-            (linked from ``data.backbone``).
-        vocab_size: Tokenizer vocabulary size (linked from ``data.vocab_size``).
         oos_label: Label of out-of-scope queries (linked from ``data.oos_label``).
-        max_length: Truncation length in tokens (linked from ``data.max_length``).
-        hidden_size: Width of a scratch encoder.
-        num_layers: Layers of a scratch encoder.
-        num_heads: Attention heads of a scratch encoder.
-        dropout: Dropout before the classification head.
         label_smoothing: Cross-entropy label smoothing.
         encoder_lr: Peak learning rate of the encoder's top layer; ``None``: 5e-5 for a pretrained backbone,
             the optimizer's learning rate for a scratch one.
@@ -53,8 +49,8 @@ class IntentModule(TaskModule):
             encoder, whose embeddings must learn). On MiniLM it is half the parameters: skipping its gradient and
             optimizer update makes a CPU step ~10% cheaper, and words unseen in training keep their neighbours.
         score: ``max_prob`` or ``energy``.
-        tokenizer_json: The serialised tokenizer; taken from the datamodule at fit time when ``None`` and
-            kept in the checkpoint (not in the hyperparameters).
+        tokenizer_json: The serialised tokenizer (linked from ``data.tokenizer_json``); kept in the checkpoint
+            beside the weights (:meth:`checkpoint_extras`), not in the hyperparameters.
         optimizer: Optimizer factory (default AdamW(lr=1e-3, weight_decay=0.01)).
         scheduler: LR scheduler factory (default warmup + cosine).
         warmup_ratio: Warmup fraction of the training steps.
@@ -62,15 +58,9 @@ class IntentModule(TaskModule):
 
     def __init__(
         self,
+        net: nn.Module,
         labels: list[str] | None = None,
-        backbone: str = SCRATCH,
-        vocab_size: int = 8000,
         oos_label: str = OOS_LABEL,
-        max_length: int = 64,
-        hidden_size: int = 256,
-        num_layers: int = 4,
-        num_heads: int = 4,
-        dropout: float = 0.1,
         label_smoothing: float = 0.0,
         encoder_lr: float | None = None,
         head_lr: float | None = None,
@@ -85,27 +75,22 @@ class IntentModule(TaskModule):
         labels = list(labels) if labels is not None else []
         if len(labels) < 2:
             raise ConfigError(f"model.labels needs at least 2 labels (linked from the data), got {labels}")
-        if score not in ("max_prob", "energy"):
-            raise ConfigError(f"model.score must be 'max_prob' or 'energy', got {score!r}")
-        net = build_classifier(
-            backbone,
-            len(labels),
-            vocab_size,
-            hidden_size,
-            num_layers,
-            num_heads,
-            max(512, max_length),
-            dropout,
-        )
-        if freeze_word_embeddings and backbone != SCRATCH:
-            net.encoder.get_input_embeddings().weight.requires_grad_(False)
+        if score not in SCORES:
+            raise ConfigError(f"model.score must be one of {list(SCORES)}, got {score!r}")
+        missing = [a for a in ("encoder", "head", "num_labels", "backbone", "max_length") if not hasattr(net, a)]
+        if missing:
+            raise ConfigError(f"model.net lacks {missing}; use trident_nlp.model.IntentClassifier")
+        if net.num_labels != len(labels):
+            raise ConfigError(f"model.net has {net.num_labels} outputs but there are {len(labels)} labels; set "
+                              "model.net.init_args.num_labels or let the CLI link it from the data")
         super().__init__(net, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio)
-        self.save_hyperparameters(ignore=["tokenizer_json", "optimizer", "scheduler"])
+        # the tokenizer is data, not a hyperparameter: it travels in the checkpoint extras
+        self.save_hyperparameters(ignore=["net", "tokenizer_json", "optimizer", "scheduler"])
+        if freeze_word_embeddings and net.backbone != SCRATCH:
+            net.encoder.get_input_embeddings().weight.requires_grad_(False)
         self.labels = labels
-        self.backbone = backbone
         self.oos_label = oos_label
         self.oos_index = labels.index(oos_label) if oos_label in labels else None
-        self.max_length = max_length
         self.label_smoothing = label_smoothing
         self.encoder_lr = encoder_lr
         self.head_lr = head_lr
@@ -125,7 +110,18 @@ class IntentModule(TaskModule):
                 }
             )
         )
-        self._outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    @property
+    def threshold(self) -> float | None:
+        """The validation-chosen threshold; ``None`` while it rejects nothing (``-inf``)."""
+        value = float(self.oos_threshold)
+        return value if math.isfinite(value) else None
+
+    def decide(self, logits: torch.Tensor) -> Decisions:
+        """In-scope decisions of ``logits`` by :func:`trident_nlp.oos.decide` (numpy), the rule the artifact
+        applies too."""
+        return decide(logits.detach().float().cpu().numpy(), self.score, self.oos_index, self.threshold)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Logits of shape ``(batch, num_labels)``."""
@@ -156,34 +152,18 @@ class IntentModule(TaskModule):
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, self.test_metrics, "test")
 
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict[str, Any]]:
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         logits = self.net(batch["input_ids"], batch["attention_mask"])
-        probs = logits.float().softmax(-1)
-        scores = scores_from_logits(logits.float().cpu().numpy(), self.score)
-        rows = []
-        for p, s in zip(probs.tolist(), scores.tolist(), strict=True):
-            index = max(range(len(p)), key=p.__getitem__)
-            in_scope = index != self.oos_index and s >= float(self.oos_threshold)
-            rows.append(
-                {
-                    "intent": self.labels[index] if in_scope else self.oos_label,
-                    "confidence": p[index],
-                    "in_scope": in_scope,
-                }
-            )
-        return rows
+        rows = prediction_rows(self.decide(logits), self.labels, self.oos_label)
+        texts = batch.get("text") or [None] * len(rows)
+        return [{"text": text, **row} for text, row in zip(texts, rows, strict=True)]
 
     def on_predict_epoch_end(self) -> None:
-        """Write ``<default_root_dir>/predictions.jsonl`` with the texts of ``data.predict_file``."""
-        rows = [row for batch in self.trainer.predict_loop.predictions for row in batch]
-        texts = getattr(self.trainer.datamodule, "predict_texts", None) or [None] * len(rows)
-        if self.trainer.world_size > 1 or len(texts) != len(rows):
+        """Write ``<default_root_dir>/predictions.jsonl`` (texts of ``data.predict_file`` with their rows)."""
+        if self.trainer.world_size > 1:  # each rank holds only its shard of the rows
             return
-        path = Path(self.trainer.default_root_dir) / "predictions.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", encoding="utf-8") as fh:
-            for text, row in zip(texts, rows, strict=True):
-                fh.write(json.dumps({"text": text, **row}, ensure_ascii=False) + "\n")
+        rows = [row for batch in self.trainer.predict_loop.predictions for row in batch]
+        path = write_jsonl(rows, Path(self.trainer.default_root_dir) / "predictions.jsonl", "predictions.jsonl")
         rank_zero_info(f"predictions written to {path}")
 
     # -- evaluation -----------------------------------------------------------------------------------
@@ -193,23 +173,18 @@ class IntentModule(TaskModule):
         self.log(f"{stage}/loss", F.cross_entropy(logits, batch["labels"]), batch_size=size, sync_dist=True)
         assert metrics is not None
         metrics.update(logits, batch["labels"])
-        self._outputs.append(
-            (
-                logits.logsumexp(-1) if self.score == "energy" else logits.softmax(-1).amax(-1),
-                logits.argmax(-1),
-                batch["labels"],
-            )
-        )
+        self._outputs.append((logits.detach(), batch["labels"]))
 
-    def _gathered(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _gathered(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The epoch's logits ``(rows, classes)`` and targets from every rank, on the CPU."""
         if not self._outputs:
-            empty = torch.zeros(0, device=self.device)
-            return empty, empty.long(), empty.long()
-        parts = [torch.cat(column) for column in zip(*self._outputs, strict=True)]
+            return torch.zeros(0, len(self.labels)), torch.zeros(0, dtype=torch.long)
+        logits, targets = (torch.cat(column) for column in zip(*self._outputs, strict=True))
         self._outputs.clear()
         if self.trainer.world_size > 1:
-            parts = [self.all_gather(p).reshape(-1) for p in parts]
-        return parts[0].cpu(), parts[1].cpu(), parts[2].cpu()
+            logits = self.all_gather(logits).reshape(-1, logits.shape[-1])
+            targets = self.all_gather(targets).reshape(-1)
+        return logits.cpu(), targets.cpu()
 
     def on_validation_epoch_start(self) -> None:
         self._outputs.clear()
@@ -218,12 +193,13 @@ class IntentModule(TaskModule):
         assert self.val_metrics is not None
         self.log_dict(self.val_metrics.compute(), prog_bar=True, sync_dist=True)
         self.val_metrics.reset()
-        scores, preds, targets = self._gathered()
+        logits, targets = self._gathered()
         if self.oos_index is None or self.trainer.sanity_checking or len(targets) == 0:
             return
-        threshold = choose_threshold(scores.numpy(), preds.numpy(), targets.numpy(), self.oos_index)
+        raw = decide(logits.numpy(), self.score, self.oos_index, None)  # scores before any threshold
+        threshold = choose_threshold(raw.score, raw.argmax, targets.numpy(), self.oos_index)
         self.oos_threshold.fill_(threshold)
-        report = oos_metrics(scores.numpy(), preds.numpy(), targets.numpy(), self.oos_index, threshold)
+        report = oos_metrics(self.decide(logits).index, targets.numpy(), self.oos_index)
         self.log("val/in_scope_acc", report["in_scope_acc"])
         self.log("val/oos_recall", report["oos_recall"])
         self.log("val/threshold", threshold if math.isfinite(threshold) else 0.0)
@@ -235,18 +211,17 @@ class IntentModule(TaskModule):
         assert self.test_metrics is not None
         self.log_dict(self.test_metrics.compute(), sync_dist=True)
         self.test_metrics.reset()
-        scores, preds, targets = self._gathered()
+        logits, targets = self._gathered()
+        decisions = self.decide(logits)
         if self.oos_index is not None and len(targets):
-            report = oos_metrics(
-                scores.numpy(), preds.numpy(), targets.numpy(), self.oos_index, float(self.oos_threshold)
-            )
+            report = oos_metrics(decisions.index, targets.numpy(), self.oos_index)
             self.log("test/in_scope_acc", report["in_scope_acc"])
             self.log("test/oos_recall", report["oos_recall"])
         if self.trainer.is_global_zero and len(targets):
             from trident_nlp.report import write_test_report
 
             folder = Path(self.trainer.default_root_dir)
-            text, image = write_test_report(preds.numpy(), targets.numpy(), self.labels, folder)
+            text, image = write_test_report(decisions.argmax, targets.numpy(), self.labels, folder)
             rank_zero_info(text)
             for logger in self.trainer.loggers:
                 if isinstance(logger, WandbLogger) and image is not None:
@@ -255,7 +230,7 @@ class IntentModule(TaskModule):
     # -- optimisation ---------------------------------------------------------------------------------
     def param_groups(self) -> list[dict[str, Any]]:
         """Head vs encoder learning rates, layer-wise decay inside the encoder, no decay on bias/LayerNorm."""
-        pretrained = self.backbone != SCRATCH
+        pretrained = self.net.backbone != SCRATCH
         encoder_lr = self.encoder_lr if self.encoder_lr is not None else (5e-5 if pretrained else None)
         depth_of = _layer_depths(self.net.encoder)
         top = max(depth_of.values(), default=0)
@@ -278,56 +253,17 @@ class IntentModule(TaskModule):
         return list(groups.values())
 
     # -- checkpoint and export ------------------------------------------------------------------------
-    def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if self.tokenizer_json is None and datamodule is not None:
-            self.tokenizer_json = getattr(datamodule, "tokenizer_json", None)
+    def checkpoint_extras(self) -> dict[str, Any]:
+        """The tokenizer rides in the checkpoint beside the weights (it is data, megabytes for a pretrained one)."""
+        return {"tokenizer_json": self.tokenizer_json}
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["trident_nlp"] = {"tokenizer_json": self.tokenizer_json}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        extra = checkpoint.get("trident_nlp") or {}
-        if extra.get("tokenizer_json"):
-            self.tokenizer_json = extra["tokenizer_json"]
+    def restore_checkpoint_extras(self, extras: dict[str, Any]) -> None:
+        if extras.get("tokenizer_json"):
+            self.tokenizer_json = extras["tokenizer_json"]
 
     def export_spec(self) -> ExportSpec:
-        """ONNX with dynamic batch and sequence; the artifact carries tokenizer, labels and threshold."""
-        if self.tokenizer_json is None:
-            raise ConfigError("this IntentModule has no tokenizer; train it with an IntentDataModule first")
-        encoder = TextEncoder(self.tokenizer_json, self.max_length)
-        examples = []
-        for texts in (_EXPORT_TEXTS[:2], _EXPORT_TEXTS):
-            ids, mask = encoder.pad(encoder.encode(texts))
-            examples.append((torch.tensor(ids), torch.tensor(mask)))
-        threshold = float(self.oos_threshold)
-        net = self.net.float().cpu().eval()
-        return ExportSpec(
-            model=net,
-            example_inputs=examples,
-            input_names=["input_ids", "attention_mask"],
-            output_names=["logits"],
-            dynamic_axes={
-                "input_ids": {0: "batch", 1: "sequence"},
-                "attention_mask": {0: "batch", 1: "sequence"},
-                "logits": {0: "batch"},
-            },
-            metadata={
-                "task": "intent_classification",
-                "labels": self.labels,
-                "oos_label": self.oos_label,
-                "has_oos_class": self.oos_index is not None,
-                "score": self.score,
-                "threshold": threshold if math.isfinite(threshold) else None,
-                "max_length": self.max_length,
-                "pad_id": encoder.pad_id,
-                "tokenizer": "tokenizer.json",
-                "backbone": self.backbone,
-            },
-            files={"tokenizer.json": self.tokenizer_json.encode("utf-8")},
-            atol=1e-4,
-        )
+        """See :func:`trident_nlp.export.export_spec`."""
+        return export_spec(self)
 
 
 def _layer_depths(encoder: torch.nn.Module) -> dict[str, int]:

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
@@ -137,12 +138,21 @@ class TextEncoder:
         """Token ids of every text (with special tokens, truncated)."""
         return [enc.ids for enc in self.tokenizer.encode_batch(list(texts))]
 
-    def pad(self, ids: Sequence[Sequence[int]]) -> tuple[list[list[int]], list[list[int]]]:
-        """``(input_ids, attention_mask)`` padded to the longest sequence of the batch."""
-        width = max((len(seq) for seq in ids), default=1)
-        input_ids = [list(seq) + [self.pad_id] * (width - len(seq)) for seq in ids]
-        mask = [[1] * len(seq) + [0] * (width - len(seq)) for seq in ids]
-        return input_ids, mask
+    def pad(self, ids: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """``(input_ids, attention_mask)`` padded to the longest sequence of the batch (see :func:`pad_batch`)."""
+        return pad_batch(ids, self.pad_id)
+
+
+def pad_batch(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dynamic padding, the one way every batch is padded (training loaders, export examples, the artifact runner):
+    ``(input_ids, attention_mask)`` as int64 arrays of shape ``(batch, longest)``, padded with ``pad_id``."""
+    width = max((len(seq) for seq in ids), default=1)
+    input_ids = np.full((len(ids), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(ids), width), dtype=np.int64)
+    for row, seq in enumerate(ids):
+        input_ids[row, : len(seq)] = seq
+        mask[row, : len(seq)] = 1
+    return input_ids, mask
 
 
 def tokenizer_vocab_size(tokenizer_json: str) -> int:
