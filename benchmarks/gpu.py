@@ -48,7 +48,7 @@ def _train_step(net: torch.nn.Module, make_loss: Callable[[torch.nn.Module], tor
 
 
 def nlp(quick: bool) -> dict[str, Any]:
-    from trident_nlp.model import build_classifier
+    from trident_nlp.model import IntentClassifier
     from trident_nlp.text import MINILM, SCRATCH, minilm_path
 
     backbone = MINILM if minilm_path() is not None and not quick else SCRATCH
@@ -65,7 +65,7 @@ def nlp(quick: bool) -> dict[str, Any]:
     for name, dtype, compiled in (("fp32_eager", None, False), ("bf16_eager", torch.bfloat16, False),
                                   ("fp32_compile", None, True), ("bf16_compile", torch.bfloat16, True)):
         torch.manual_seed(0)
-        net = build_classifier(backbone, 20, 30522).cuda().train()
+        net = IntentClassifier(20, backbone, vocab_size=30522).cuda().train()
         model = torch.compile(net) if compiled else net
         out[name] = _time_steps(_train_step(model, loss_of, dtype), warmup, steps)
         out[name]["samples_per_s"] = batch / out[name]["step_s"]
@@ -73,7 +73,7 @@ def nlp(quick: bool) -> dict[str, Any]:
     try:
         from lightning.fabric.utilities.throughput import get_available_flops, measure_flops
 
-        net = build_classifier(backbone, 20, 30522).cuda().train()
+        net = IntentClassifier(20, backbone, vocab_size=30522).cuda().train()
         flops = measure_flops(net, lambda: net(ids, mask), lambda y: y.sum())
         for name, precision in (("bf16_eager", "bf16-mixed"), ("bf16_compile", "bf16-mixed"),
                                 ("fp32_eager", "32-true")):

@@ -112,17 +112,6 @@ class IntentModule(TaskModule):
         )
         self._outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    @property
-    def threshold(self) -> float | None:
-        """The validation-chosen threshold; ``None`` while it rejects nothing (``-inf``)."""
-        value = float(self.oos_threshold)
-        return value if math.isfinite(value) else None
-
-    def decide(self, logits: torch.Tensor) -> Decisions:
-        """In-scope decisions of ``logits`` by :func:`trident_nlp.oos.decide` (numpy), the rule the artifact
-        applies too."""
-        return decide(logits.detach().float().cpu().numpy(), self.score, self.oos_index, self.threshold)
-
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Logits of shape ``(batch, num_labels)``."""
         return self.net(input_ids, attention_mask)
@@ -167,6 +156,17 @@ class IntentModule(TaskModule):
         rank_zero_info(f"predictions written to {path}")
 
     # -- evaluation -----------------------------------------------------------------------------------
+    @property
+    def threshold(self) -> float | None:
+        """The validation-chosen threshold; ``None`` while it rejects nothing (``-inf``)."""
+        value = float(self.oos_threshold)
+        return value if math.isfinite(value) else None
+
+    def decide(self, logits: torch.Tensor) -> Decisions:
+        """In-scope decisions of ``logits`` by :func:`trident_nlp.oos.decide` (numpy), the rule the artifact
+        applies too."""
+        return decide(logits.detach().float().cpu().numpy(), self.score, self.oos_index, self.threshold)
+
     def _eval_step(self, batch: dict[str, torch.Tensor], metrics: MetricCollection | None, stage: str) -> None:
         logits = self.net(batch["input_ids"], batch["attention_mask"]).float()
         size = len(batch["labels"])
