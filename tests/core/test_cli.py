@@ -10,7 +10,8 @@ import torch
 import yaml
 
 from toydomain import DOMAIN, main
-from trident_core.cli import PRESET_DIR, presets, run_domain
+from trident_core.cli import run_domain
+from trident_core.presets import PRESET_DIR, presets
 
 
 def _args(tmp_path: Path) -> list[str]:

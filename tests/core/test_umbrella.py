@@ -50,7 +50,7 @@ def test_domain_top_level_help_is_answered_without_torch(domain: str) -> None:
     (benchmarks P6), and must still name every subcommand, config and preset the real CLI accepts."""
     from lightning.pytorch.cli import LightningCLI
 
-    from trident_core.entry import presets
+    from trident_core.presets import presets
 
     spec = installed_domains()[domain]
     code = (f"import sys\nfrom trident_{domain}.cli import main\n"

@@ -31,10 +31,10 @@ from trident_core.callbacks import ExportOnFitEnd, NonFiniteGuard, OutOfMemoryHi
 from trident_core.callbacks.out_of_memory_hint import is_out_of_memory
 from trident_core.checkpoint_io import AtomicCheckpointIO
 from trident_core.domain import DomainSpec, load_object
-from trident_core.entry import PRESET_DIR, presets
 from trident_core.errors import CheckpointError, ConfigError, ResourceError, TridentError
 from trident_core.export import export_checkpoint, load_checkpoint
 from trident_core.precision import resolve_precision
+from trident_core.presets import PRESET_DIR, presets
 from trident_core.tracking import ConfigToLogger, TridentWandbLogger
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")

@@ -9,11 +9,9 @@ Everything else, subcommand help included (``trident-nlp fit --help``), goes to 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from trident_core.domain import DomainSpec
-
-PRESET_DIR = Path(__file__).parent / "configs" / "presets"
+from trident_core.presets import presets
 
 # LightningCLI's subcommands, then Trident's own (tests check these against LightningCLI.subcommands()).
 SUBCOMMANDS = {
@@ -25,11 +23,6 @@ SUBCOMMANDS = {
     "infer": "run an exported artifact with onnxruntime on files (--artifact DIR --input PATH)",
 }
 HELP_FLAGS = (["-h"], ["--help"])
-
-
-def presets() -> list[str]:
-    """Names accepted by ``--preset``."""
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
 def top_level_help(spec: DomainSpec) -> str:
