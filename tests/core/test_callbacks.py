@@ -1,4 +1,4 @@
-"""Core callbacks wired by the CLI: throughput, EMA weight averaging, export on fit end."""
+"""Core callbacks wired by the CLI: throughput and learning rates, EMA weight averaging, export on fit end."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ def test_throughput_is_logged_as_samples_per_second(tmp_path: Path) -> None:
     rows = list(csv.DictReader(next((tmp_path / "csv").rglob("metrics.csv")).read_text().splitlines()))
     speeds = [float(r["train/device/samples_per_sec"]) for r in rows if r.get("train/device/samples_per_sec")]
     assert speeds and all(s > 0 for s in speeds)
+    rates = [float(r["lr-AdamW"]) for r in rows if r.get("lr-AdamW")]  # the default LearningRateTracker
+    assert rates and rates[0] == 0.01  # the debug config's lr (warmup_ratio 0)
     assert batch_size_of({"input_ids": torch.zeros(7, 3), "labels": torch.zeros(7)}) == 7
     assert batch_size_of((torch.zeros(5, 2), torch.zeros(5))) == 5
 

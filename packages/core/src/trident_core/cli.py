@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import shutil
 import sys
@@ -15,30 +13,35 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.callbacks import (
-    Callback,
-    LearningRateMonitor,
-    ModelCheckpoint,
-    OnExceptionCheckpoint,
-    ProgressBar,
-    RichProgressBar,
-)
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, OnExceptionCheckpoint, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
-from trident_core.callbacks import ExportOnFitEnd, NonFiniteGuard, OutOfMemoryHint, RngState, Throughput
+from trident_core.callbacks import ExportOnFitEnd, NonFiniteGuard, RngState
 from trident_core.callbacks.out_of_memory_hint import is_out_of_memory
 from trident_core.checkpoint_io import AtomicCheckpointIO
+from trident_core.commands import checkpoint_folder, export_main, infer_main, resolve_checkpoint
 from trident_core.domain import DomainSpec, load_object
-from trident_core.errors import CheckpointError, ConfigError, ResourceError, TridentError
-from trident_core.export import export_checkpoint, load_checkpoint
+from trident_core.errors import ConfigError, ResourceError, TridentError
+from trident_core.export import load_checkpoint
 from trident_core.precision import resolve_precision
 from trident_core.presets import PRESET_DIR, presets
 from trident_core.tracking import ConfigToLogger, TridentWandbLogger
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 MIN_FREE_BYTES = 200 * 1024**2
+# Layered under every domain's default.yaml: the default `trainer.callbacks`, where users see and change them.
+CORE_DEFAULTS = Path(__file__).parent / "configs" / "defaults.yaml"
+CALLBACKS_HELP = (
+    "Callbacks: `trainer.callbacks` lists the defaults (OutOfMemoryHint, LearningRateTracker, Throughput, plus the "
+    "domain's EarlyStopping; see --print_config). A list given in a config or as --trainer.callbacks=[...] "
+    "replaces it; `--trainer.callbacks+=CLASS` (or `callbacks+:` in YAML) adds one and keeps the defaults. "
+    "Always added, for safety: OnExceptionCheckpoint (a crash leaves checkpoints/on_exception.ckpt) and RngState "
+    "(last.ckpt carries the random generators, so `fit --ckpt_path last` resumes exactly). The checkpoint, "
+    "last_checkpoint, non_finite and export_on_fit_end callbacks have their own options (--checkpoint.*, ...); "
+    "the progress bar follows trainer.enable_progress_bar (Rich on a terminal)."
+)
 
 
 class TridentCLI(LightningCLI):
@@ -52,10 +55,14 @@ class TridentCLI(LightningCLI):
 
     def __init__(self, spec: DomainSpec, args: list[str] | None = None, run: bool = True) -> None:
         self.spec = spec
-        default = str(spec.config_path("default"))
-        parser_kwargs: dict[str, Any] = {sub: {"default_config_files": [default]} for sub in LIGHTNING_SUBCOMMANDS}
+        # what `--ckpt_path` held when the CLI read it (its `trident` key); the file is read once per command
+        self.saved: dict[str, Any] = {}
+        defaults = [str(CORE_DEFAULTS), str(spec.config_path("default"))]
+        parser_kwargs: dict[str, Any] = {
+            sub: {"default_config_files": defaults, "description": CALLBACKS_HELP} for sub in LIGHTNING_SUBCOMMANDS
+        }
         parser_kwargs["description"] = (
-            f"trident-{spec.name}: {spec.description}\n\nAlso: `export --ckpt_path CKPT --output DIR` and "
+            f"trident-{spec.name}: {spec.description}\n\nAlso: `export --ckpt_path best|last|PATH` and "
             "`infer --artifact DIR --input PATH` (see `export --help`, `infer --help`). Presets: --preset "
             + "|".join(presets())
         )
@@ -111,20 +118,37 @@ class TridentCLI(LightningCLI):
             parser.link_arguments(source, target, apply_on="instantiate")
 
     def _parse_ckpt_path(self) -> None:
-        # Lightning reads the checkpoint's hyperparameters into the config before any hook of ours runs; vet
-        # the file first so a hostile or corrupt checkpoint is a CheckpointError, not an unpickling traceback.
+        """Resolve ``--ckpt_path best|last|PATH`` to a file, read it once (safely), and take the module's
+        hyperparameters from it, as LightningCLI does for a path: ``last`` and the path of the same last.ckpt
+        give the same model, the same resume and the same W&B run."""
         subcommand = self.config.get("subcommand")
-        ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if ckpt and Path(ckpt).is_file():
-            load_checkpoint(ckpt)
-        super()._parse_ckpt_path()
+        config = self.config[subcommand] if subcommand else None
+        if config is None or not config.get("ckpt_path"):
+            return
+        folder = checkpoint_folder(config.trainer.default_root_dir, config.last_checkpoint.dirpath)
+        config.ckpt_path = str(resolve_checkpoint(config.ckpt_path, folder))
+        # mapped, not read: the weights are Lightning's to load when it restores the run
+        checkpoint = load_checkpoint(config.ckpt_path, mmap=True)
+        self.saved = dict(checkpoint.get("trident") or {})
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
+        del checkpoint
+        # from here on as LightningCLI._parse_ckpt_path (which would read the file again)
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        try:
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+        except SystemExit:
+            sys.stderr.write("Parsing of ckpt_path hyperparameters failed!\n")
+            raise
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
         root = Path(config.trainer.default_root_dir)
         for key in ("checkpoint", "last_checkpoint"):
-            if config[key].dirpath is None:
-                config[key].dirpath = str(root / "checkpoints")
+            config[key].dirpath = str(checkpoint_folder(root, config[key].dirpath))
         logger = config.trainer.logger
         wandb_logger = _is_class(logger, TridentWandbLogger)
         if wandb_logger and logger.init_args.get("save_dir") is None:
@@ -146,30 +170,25 @@ class TridentCLI(LightningCLI):
                 f"`--ckpt_path {earlier[-1]}`), or start a new run with another --trainer.default_root_dir "
                 "(or delete the folder)"
             )
-        if ckpt:
-            config.ckpt_path = str(resolve_checkpoint(ckpt, Path(config.checkpoint.dirpath)))
-            saved = load_checkpoint(config.ckpt_path)
-            run_id = saved.get("trident", {}).get("wandb_run_id")
+        if ckpt:  # resolved and read by _parse_ckpt_path
+            run_id = self.saved.get("wandb_run_id")
             if self.subcommand == "fit" and wandb_logger and run_id and logger.init_args.get("id") is None:
                 logger.init_args.id = run_id  # continue the same W&B run
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
+        """The trainer with ``trainer.callbacks`` as configured, plus the two safety callbacks (see
+        :data:`CALLBACKS_HELP`) and, on a terminal, Rich as Lightning's default progress bar."""
         config = self._get(self.config_init, "trainer", default={})
         callbacks: list[Callback] = list(config.get("callbacks") or [])
         has = lambda kind: any(isinstance(cb, kind) for cb in callbacks)  # noqa: E731
-        if config.get("logger") and not has(LearningRateMonitor):
-            callbacks.append(LearningRateMonitor(logging_interval="step"))
-        if config.get("enable_progress_bar", True) is not False and not has(ProgressBar) and _is_tty():
-            callbacks.append(RichProgressBar())
         if not has(OnExceptionCheckpoint):
             dirpath = self._get(self.config, "checkpoint").dirpath
             callbacks.append(OnExceptionCheckpoint(dirpath=dirpath, filename="on_exception"))
-        if not has(Throughput):
-            callbacks.append(Throughput())
         if not has(RngState):
             callbacks.append(RngState())
-        if not has(OutOfMemoryHint):
-            callbacks.insert(0, OutOfMemoryHint())  # first, so it has seen the batch before any other hook fails
+        # Lightning adds a TQDM bar itself unless trainer.enable_progress_bar is false; on a terminal, Rich instead
+        if config.get("enable_progress_bar", True) is not False and not has(ProgressBar) and _is_tty():
+            callbacks.append(RichProgressBar())
         trainer = super().instantiate_trainer(callbacks=callbacks, **kwargs)
         # OnExceptionCheckpoint is a Checkpoint too; keep it behind ModelCheckpoint so that
         # `trainer.checkpoint_callback` (and `ckpt_path="best"`) mean the ModelCheckpoint.
@@ -225,29 +244,9 @@ def remove_partial_saves(*folders: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def resolve_checkpoint(ckpt: str, dirpath: Path) -> Path:
-    """``last`` and ``best`` name checkpoints of this run's folder; anything else is a path."""
-    if ckpt == "last":
-        path = dirpath / "last.ckpt"
-        if not path.is_file():
-            raise CheckpointError(f"{path}: no last checkpoint to resume from; run `fit` without --ckpt_path first")
-        return path
-    if ckpt == "best":
-        last = resolve_checkpoint("last", dirpath)
-        states = load_checkpoint(last).get("callbacks", {})
-        for key, state in states.items():
-            best = state.get("best_model_path") if key.startswith("ModelCheckpoint") else None
-            if best and Path(best).name != "last.ckpt" and Path(best).is_file():
-                return Path(best)
-        raise CheckpointError(f"{dirpath}: no best checkpoint recorded; pass --ckpt_path PATH")
-    path = Path(ckpt)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    return path
-
-
 def expand_args(spec: DomainSpec, args: list[str]) -> list[str]:
-    """Rewrite ``--preset NAME`` to the preset's config and ``--config NAME`` to the domain's ``NAME.yaml``."""
+    """Rewrite ``--preset NAME`` to the preset's config and ``--config NAME`` to the domain's ``NAME.yaml``
+    (``--config default`` names the base every run has, and is dropped)."""
     out: list[str] = []
     i = 0
     while i < len(args):
@@ -266,42 +265,13 @@ def expand_args(spec: DomainSpec, args: list[str]) -> list[str]:
                 value = str(path)
             elif not Path(value).is_file() and spec.config_path(value).is_file():
                 value = str(spec.config_path(value))
-            out += ["--config", value]
+            # default.yaml is always the base already; layering it twice would append its `callbacks+:` twice
+            if Path(value).resolve() != spec.config_path("default").resolve():
+                out += ["--config", value]
         else:
             out.append(arg)
         i += 1
     return out
-
-
-def _export_main(spec: DomainSpec, args: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog=f"trident-{spec.name} export", description="Turn a checkpoint into a self-contained artifact folder."
-    )
-    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `fit`")
-    parser.add_argument("--output", required=True, help="artifact folder to write (replaced atomically)")
-    ns = parser.parse_args(args)
-    result = export_checkpoint(ns.ckpt_path, ns.output, load_object(spec.module_class), domain=spec.name)
-    print(json.dumps({"artifact": str(result.path), "parity": result.parity}, indent=2))
-
-
-def _infer_main(spec: DomainSpec, args: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog=f"trident-{spec.name} infer", description="Run an exported artifact (onnxruntime) on input files."
-    )
-    parser.add_argument("--artifact", required=True, help="artifact folder written by `export`")
-    parser.add_argument("--input", required=True, help="input file, folder, manifest, or - for stdin")
-    parser.add_argument("--output", default=None, help="where to write results (default: JSONL on stdout)")
-    parser.add_argument("--batch_size", type=int, default=None,
-                        help="inputs per onnxruntime call (default: the domain's own)")
-    ns = parser.parse_args(args)
-    if ns.batch_size is not None and ns.batch_size < 1:
-        raise ConfigError(f"--batch_size must be >= 1, got {ns.batch_size}")
-    infer = load_object(spec.infer)
-    kwargs = {} if ns.batch_size is None else {"batch_size": ns.batch_size}
-    rows = infer(ns.artifact, ns.input, ns.output, **kwargs)  # the domain writes --output itself
-    if ns.output is None:
-        for row in rows or []:
-            print(json.dumps(row, ensure_ascii=False))
 
 
 def run_domain(spec: DomainSpec, args: list[str] | None = None, *, exit_on_error: bool = True) -> TridentCLI | None:
@@ -323,10 +293,10 @@ def run_domain(spec: DomainSpec, args: list[str] | None = None, *, exit_on_error
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
     try:
         if argv[:1] == ["export"]:
-            _export_main(spec, argv[1:])
+            export_main(spec, argv[1:])
             return None
         if argv[:1] == ["infer"]:
-            _infer_main(spec, argv[1:])
+            infer_main(spec, argv[1:])
             return None
         try:
             return TridentCLI(spec, expand_args(spec, argv))

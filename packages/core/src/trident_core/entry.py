@@ -19,7 +19,7 @@ SUBCOMMANDS = {
     "validate": "one evaluation pass over the validation set (--ckpt_path best|last|PATH)",
     "test": "one evaluation pass over the test set (--ckpt_path best|last|PATH)",
     "predict": "run the model on the predict set of the data",
-    "export": "turn a checkpoint into a self-contained ONNX artifact folder (--ckpt_path CKPT --output DIR)",
+    "export": "turn a checkpoint into a self-contained ONNX artifact folder (--ckpt_path best|last|PATH)",
     "infer": "run an exported artifact with onnxruntime on files (--artifact DIR --input PATH)",
 }
 HELP_FLAGS = (["-h"], ["--help"])
@@ -45,6 +45,8 @@ def top_level_help(spec: DomainSpec) -> str:
         "                       else 32-true (true in the nlp and vision default configs)",
         "  --print_config       print the resolved configuration and exit",
         "  --section.key VALUE  any value of the config, e.g. --trainer.max_epochs 3 --data.batch_size 16",
+        "  --trainer.callbacks+=CLASS  add a callback to the defaults (a list replaces them; OnExceptionCheckpoint",
+        "                       and RngState are always added, for safety)",
         "",
         f"Every option of a subcommand: {prog} SUBCOMMAND --help (fit, validate, test and predict build it from the",
         "model, data and trainer classes: about 10 s on 2 cores, the cost of importing torch and Lightning).",

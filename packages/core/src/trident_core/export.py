@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib.metadata
+import inspect
 import json
 import logging
 import shutil
@@ -264,17 +265,23 @@ def _replace_dir(new: Path, target: Path) -> None:
         new.rename(target)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``: a checkpoint that would run code is refused.
 
+    Args:
+        path: The checkpoint file.
+        mmap: Map the tensors instead of reading them (``torch.load(mmap=True)``): for a look at the small
+            parts (hyperparameters, the ``trident`` key, callback states) without reading the weights.
+
     Raises:
-        CheckpointError: when the file is missing, unreadable, or not a plain-data checkpoint.
+        CheckpointError: when the file is missing, unreadable, not a plain-data checkpoint, or of another
+            Trident checkpoint version.
     """
     ckpt = Path(path)
     if not ckpt.is_file():
         raise CheckpointError(f"{ckpt}: checkpoint not found")
     try:
-        data = torch.load(ckpt, map_location="cpu", weights_only=True)
+        data = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:
         # some errors (EOFError on an empty or truncated file) carry no message at all
         reason = (str(err).splitlines() or [""])[0] or f"{type(err).__name__} (empty or truncated file)"
@@ -290,17 +297,54 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return data
 
 
+# the one instantiator LightningCLI records in `hyper_parameters`; a checkpoint naming another is refused, since
+# rebuilding would import and call whatever it names
+_CLI_INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"
+
+
+def module_from_checkpoint(checkpoint: dict[str, Any], module_class: type, source: str | Path = "checkpoint") -> Any:
+    """Rebuild a module from an already loaded checkpoint (see :func:`load_checkpoint`): what Lightning's
+    ``load_from_checkpoint`` does, without reading the file a second time.
+
+    The hyperparameters are the module's config as ``fit`` received it; configs written by LightningCLI
+    (``class_path`` of the net, optimizer, scheduler) are instantiated by LightningCLI's own ``instantiate_module``.
+
+    Raises:
+        CheckpointError: when the module cannot be rebuilt from this checkpoint.
+    """
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    instantiator = hparams.pop("_instantiator", None)
+    params = inspect.signature(module_class.__init__).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        hparams = {k: v for k, v in hparams.items() if k in params or k == "_class_path"}
+    try:
+        if instantiator not in (None, _CLI_INSTANTIATOR):
+            raise CheckpointError(f"{source}: unknown hyper_parameters._instantiator {instantiator!r}; Trident "
+                                  f"only rebuilds modules with {_CLI_INSTANTIATOR}")
+        if instantiator is None:
+            module = module_class(**hparams)
+        else:
+            from lightning.pytorch.cli import instantiate_module
+
+            module = instantiate_module(module_class, hparams)
+        module.on_load_checkpoint(checkpoint)
+        module.load_state_dict(checkpoint["state_dict"])
+    except CheckpointError:
+        raise
+    except Exception as err:
+        raise CheckpointError(
+            f"{source}: cannot rebuild {module_class.__name__} from this checkpoint ({err}). It must come from "
+            "this domain's `fit`."
+        ) from err
+    return module.eval()
+
+
 def export_checkpoint(
     ckpt_path: str | Path, output_dir: str | Path, module_class: type, *, domain: str = ""
 ) -> ExportResult:
-    """Rebuild a module from a checkpoint's hyperparameters and export it (the CLI ``export`` subcommand)."""
-    ckpt = load_checkpoint(ckpt_path)  # validates safely before Lightning touches it
-    try:
-        module = module_class.load_from_checkpoint(str(ckpt_path), map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(
-            f"{ckpt_path}: cannot rebuild {module_class.__name__} from this checkpoint ({err}). It must come from "
-            "this domain's `fit`."
-        ) from err
+    """Rebuild a module from a checkpoint's hyperparameters and export it (the CLI ``export`` subcommand). The
+    checkpoint is read once: weights, hyperparameters and the metrics written into the artifact."""
+    ckpt = load_checkpoint(ckpt_path)
+    module = module_from_checkpoint(ckpt, module_class, source=ckpt_path)
     metrics = ckpt.get("trident", {}).get("metrics", {})
     return export_artifact(module.export_spec(), output_dir, metrics=metrics, domain=domain)
