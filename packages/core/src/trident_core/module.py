@@ -55,11 +55,10 @@ class TaskModule(LightningModule):
         warmup_ratio: float = 0.06,
     ) -> None:
         super().__init__()
-        # Built by LightningCLI, the hyperparameters are the config (class_path + values), so the
-        # checkpoint can rebuild everything with weights_only loading. Built in Python, the injected
-        # objects are not plain values and are left out.
-        given = _given_hyperparameters.get()
-        self.save_hyperparameters(ignore=None if given is not None else _INJECTED)
+        # Built by LightningCLI, the hyperparameters are the config (class_path + values), so the checkpoint can
+        # rebuild everything with weights_only loading. Built in Python, the injected objects are not plain values
+        # and are left out (save_hyperparameters below tells the two apart).
+        self.save_hyperparameters(ignore=_INJECTED)
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -72,6 +71,8 @@ class TaskModule(LightningModule):
     def save_hyperparameters(self, *args: Any, ignore: Any = None, frame: Any = None, logger: bool = True) -> None:
         """Lightning's ``save_hyperparameters``, except that under LightningCLI the injected net, optimizer and
         scheduler configs are always kept: they are what rebuilds the module from a checkpoint."""
+        # No public API tells a module that LightningCLI builds it: Lightning's private context variable holds the
+        # given config while it does (tests/core/test_hparams_pin.py fails if an upgrade changes that).
         if _given_hyperparameters.get() is not None and ignore is not None:
             names = [ignore] if isinstance(ignore, str) else list(ignore)
             ignore = [n for n in names if n not in _INJECTED]
