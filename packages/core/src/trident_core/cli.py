@@ -51,6 +51,10 @@ class TridentCLI(LightningCLI):
         spec: The domain being run.
         args: Command-line arguments (``sys.argv[1:]`` when ``None``).
         run: Run the subcommand (``False`` only builds the objects).
+
+    Attributes:
+        saved: The ``trident`` key of the ``--ckpt_path`` checkpoint (W&B run id, metrics, version), from the one
+            read of the file; ``{}`` without a checkpoint.
     """
 
     def __init__(self, spec: DomainSpec, args: list[str] | None = None, run: bool = True) -> None:
