@@ -133,9 +133,9 @@ def seeded_split(items: Sequence[T], fractions: Sequence[float], seed: int) -> l
     The last part takes the remainder, so no item is lost.
 
     Raises:
-        ConfigError: if a fraction is negative or they add up to more than 1.
+        ConfigError: if a fraction is negative or not a number, or they add up to more than 1.
     """
-    if any(f < 0 for f in fractions) or sum(fractions) > 1 + 1e-9:
+    if any(not f >= 0 for f in fractions) or sum(fractions) > 1 + 1e-9:  # `not >=` also catches NaN
         raise ConfigError(f"split fractions must be >= 0 and add up to at most 1, got {list(fractions)}")
     order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()
     parts: list[list[T]] = []
