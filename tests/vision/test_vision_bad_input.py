@@ -37,7 +37,7 @@ DATALIST_CASES = {
     "top-level list": ([ENTRY], r"JSON object", None),
     "no labels": ({"training": [ENTRY]}, r"missing 'labels'", "labels"),
     "labels as list": ({"labels": ["bg", "fg"], "training": [ENTRY]}, r"mapping", "labels"),
-    "labels with gap": ({"labels": {"0": "bg", "2": "fg"}, "training": [ENTRY]}, r"without gaps", "labels"),
+    "labels without background": ({"labels": {"1": "bg", "2": "fg"}, "training": [ENTRY]}, r"include 0", "labels"),
     "labels not integers": ({"labels": {"zero": "bg", "one": "fg"}, "training": [ENTRY]}, r"integers", "labels"),
     "only background": ({"labels": {"0": "bg"}, "training": [ENTRY]}, r"at least two classes", "labels"),
     "no training": ({"labels": LABELS}, r"'training'", "training"),

@@ -116,3 +116,33 @@ def test_disk_cache_persists_preprocessed_volumes(phantoms: Path, tmp_path: Path
     item = data.datasets["val"][0]
     assert item["image"].shape == item["label"].shape
     assert any((tmp_path / "cache").iterdir())
+
+
+def test_label_values_with_a_gap_modality_and_one_file_per_modality(tmp_path: Path) -> None:
+    image, label, affine = make_phantom(5)
+    write_nifti(tmp_path / "t1.nii.gz", image, affine)
+    write_nifti(tmp_path / "t2.nii.gz", 2 * image, affine)
+    write_nifti(tmp_path / "seg.nii.gz", np.where(label == 2, 4, label).astype(np.uint8), affine)
+    entry = {"image": ["t1.nii.gz", "t2.nii.gz"], "label": "seg.nii.gz"}
+    (tmp_path / "dataset.json").write_text(json.dumps({
+        "labels": {"4": "tumour", "0": "background", "1": "liver"}, "modality": {"0": "T1", "1": "T2"},
+        "training": [entry], "test": [["t1.nii.gz", "t2.nii.gz"]]}))
+    datalist = read_datalist(tmp_path / "dataset.json")
+    assert datalist.labels == ["background", "liver", "tumour"] and datalist.values == [0, 1, 4]
+    assert datalist.modality == ["T1", "T2"]
+    assert datalist.training[0]["image"] == [str(tmp_path / "t1.nii.gz"), str(tmp_path / "t2.nii.gz")]
+    assert datalist.test[0]["image"] == datalist.training[0]["image"]
+    assert check_case(datalist.training[0], 3, in_channels=2, label_values=datalist.values) == {0, 1, 4}
+    with pytest.raises(DataError, match=r"label values \[4\] are outside the declared classes \[0, 1, 2\]"):
+        check_case(datalist.training[0], 3, in_channels=2)  # values 0..2 would be a different dataset
+
+
+def test_a_modality_file_on_another_grid_is_named(tmp_path: Path) -> None:
+    image, label, affine = make_phantom(5)
+    write_nifti(tmp_path / "t1.nii.gz", image, affine)
+    write_nifti(tmp_path / "t2.nii.gz", image[:-1], affine)
+    write_nifti(tmp_path / "seg.nii.gz", label, affine)
+    entry = {"image": [str(tmp_path / "t1.nii.gz"), str(tmp_path / "t2.nii.gz")], "label": str(tmp_path / "seg.nii.gz")}
+    with pytest.raises(DataError, match="modality files differ in shape or affine") as info:
+        check_case(entry, 3)
+    assert info.value.path == str(tmp_path / "t2.nii.gz")

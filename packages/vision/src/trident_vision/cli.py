@@ -20,6 +20,7 @@ DOMAIN = DomainSpec(
         ("data.in_channels", "model.in_channels"),
         ("data.in_channels", "model.net.init_args.in_channels"),
         ("data.class_names", "model.class_names"),
+        ("data.label_values", "model.label_values"),
         ("data.preprocessing", "model.preprocessing"),
         ("data.roi_size", "model.roi_size"),
     ),

@@ -8,6 +8,7 @@ divisible so that all ranks run the same number of steps), and the loaders use a
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -115,21 +116,24 @@ class SegmentationDataModule(TridentDataModule):
         self.check_inputs = check_inputs
         self._datalist: Datalist | None = None
         self.datasets: dict[str, Any] = {}
-        self.class_names, self.in_channels = self._describe(num_classes)
+        self.class_names, self.label_values, self.modality = self._describe(num_classes)
+        # the datalist's `modality` says how many channels every image must have; else the first image does
+        self.in_channels = len(self.modality) or (1 if self.uses_default_data() else
+                                                  image_channels(self._read().training[0]["image"]))
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def _describe(self, num_classes: int | None) -> tuple[list[str], int]:
-        """Class names and input channels, known at construction so the CLI can link them to the model."""
+    def _describe(self, num_classes: int | None) -> tuple[list[str], list[int], list[str]]:
+        """Class names, label values and channel names, known at construction so the CLI can link them."""
         if self.uses_default_data():
             labels = PHANTOM_LABELS if self.default_dataset == "phantoms" else BRAIN_LABELS
-            return [labels[str(i)] for i in range(len(labels))], 1
+            return [labels[str(i)] for i in range(len(labels))], list(range(len(labels))), []
         datalist = self._read()
         if self.image_dir and num_classes is not None:
             datalist.labels = ["background", *(f"class_{i}" for i in range(1, num_classes))]
-        return datalist.labels, image_channels(datalist.training[0]["image"])
+        return datalist.labels, datalist.values, datalist.modality
 
     def _read(self) -> Datalist:
         if self._datalist is None:
@@ -186,9 +190,18 @@ class SegmentationDataModule(TridentDataModule):
                 continue
             entries = self._shard(splits[name])
             if self.check_inputs:
-                for entry in entries:
-                    check_case(entry, self.num_classes, self.in_channels)
+                self._check(name, entries)
             self.datasets[name] = self._dataset(name, entries)
+
+    def _check(self, name: str, entries: list[dict[str, Any]]) -> None:
+        """Raise a DataError naming the first bad file; warn about training labels with no foreground."""
+        expected = (f"dataset.json's 'modality' ({', '.join(self.modality)})" if self.modality
+                    else "the first training image")
+        for entry in entries:
+            present = check_case(entry, self.num_classes, self.in_channels, self.label_values, expected)
+            if name == "train" and present == {0}:
+                warnings.warn(f"{entry['label']}: label volume is empty (background only); it trains as "
+                              "background everywhere", UserWarning, stacklevel=2)
 
     def _shard(self, entries: list[dict[str, str]]) -> list[dict[str, str]]:
         """This rank's share of ``entries`` (all of them without DDP)."""
@@ -208,9 +221,10 @@ class SegmentationDataModule(TridentDataModule):
 
         if name == "train":
             transform = train_transforms(self.preprocessing, self.roi_size, self.num_samples, self.pos, self.neg,
-                                         self.augment)
+                                         self.augment, self.label_values)
         else:
-            transform = eval_transforms(self.preprocessing, with_label=name != "predict")
+            transform = eval_transforms(self.preprocessing, with_label=name != "predict",
+                                        label_values=self.label_values)
         if self.cache == "memory":
             return CacheDataset(entries, transform, cache_rate=self.cache_rate, num_workers=self.cache_num_workers,
                                 progress=False, copy_cache=True)

@@ -48,6 +48,8 @@ class SegmentationMetadata(DomainMetadata):
         blend_mode: ``gaussian`` or ``constant`` weighting of overlapping windows.
         divisor: Total stride of the network: every spatial size it takes is a multiple of it.
         network: Class name of the network (for people reading the file).
+        label_values: The label value written for each class (``[0, 1, 4]``); ``None`` (artifacts exported
+            before it existed) means ``0..num_classes-1``.
     """
 
     TASK: ClassVar[str] = "segmentation"
@@ -61,6 +63,12 @@ class SegmentationMetadata(DomainMetadata):
     blend_mode: str
     divisor: int
     network: str
+    label_values: list[int] | None = None
+
+    @property
+    def values(self) -> list[int]:
+        """The label value of every class index."""
+        return list(self.label_values) if self.label_values else list(range(self.num_classes))
 
 
 def segmentation_mask(scores: torch.Tensor) -> torch.Tensor:
@@ -99,14 +107,15 @@ def export_spec(module: SegmentationModule) -> ExportSpec:
         num_classes=module.num_classes, class_names=module.class_names, in_channels=module.in_channels,
         preprocessing=module.preprocessing, roi_size=module.roi_size, sw_batch_size=module.sw_batch_size,
         overlap=module.overlap, blend_mode=module.blend_mode, divisor=d, network=type(module.net).__name__,
+        label_values=module.label_values,
     )
     return ExportSpec(model=net, example_inputs=examples, input_names=["image"], output_names=["logits"],
                       dynamic_axes={"image": spatial, "logits": spatial}, metadata=metadata.to_dict(), atol=1e-4)
 
 
-def input_files(source: str | Path) -> list[Path]:
+def input_files(source: str | Path) -> list[Path | list[Path]]:
     """NIfTI files named by ``source``: a file, a folder of ``.nii``/``.nii.gz``, or a ``dataset.json``
-    (its ``test`` images, else its ``validation`` images)."""
+    (its ``test`` images, else its ``validation`` images; an image given as one file per modality stays a list)."""
     path = Path(source)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and is_nifti(p))
@@ -118,7 +127,8 @@ def input_files(source: str | Path) -> list[Path]:
         entries = datalist.test or datalist.validation
         if not entries:
             raise DataError("the datalist has no 'test' or 'validation' entries to segment", path=path, key="test")
-        return [Path(e["image"]) for e in entries]
+        return [[Path(p) for p in e["image"]] if isinstance(e["image"], list) else Path(e["image"])
+                for e in entries]
     if not path.exists():
         raise DataError("input not found", path=path)
     if not is_nifti(path):
@@ -157,15 +167,15 @@ class Segmenter:
         array = windows.detach().cpu().numpy().astype(np.float32)
         return torch.from_numpy(self.artifact.run({"image": array})["logits"])
 
-    def __call__(self, path: Path) -> np.ndarray:
-        """Class-index mask (``uint8``) of the volume at ``path``, with that file's shape."""
+    def __call__(self, path: Path | list[Path]) -> np.ndarray:
+        """Class-index mask (``uint8``) of the volume at ``path`` (or one file per modality), with its shape."""
         import torch
         from monai.data import MetaTensor
         from monai.inferers import sliding_window_inference
         from monai.transforms import Invertd
 
         meta = self.metadata
-        data = self.preprocess({"image": str(path)})
+        data = self.preprocess({"image": [str(p) for p in path] if isinstance(path, list) else str(path)})
         image = data["image"]
         with torch.no_grad():
             logits = sliding_window_inference(image.as_tensor()[None], meta.roi_size, self.sw_batch_size,
@@ -177,12 +187,12 @@ class Segmenter:
 
 
 def _write_mask(mask: np.ndarray, reference: Path, target: Path) -> None:
-    """Write ``mask`` with the reference image's affine and header, atomically."""
+    """Write ``mask`` with the reference image's affine and header (its own dtype), atomically."""
     import nibabel as nib
 
     ref = nib.load(str(reference))
     header = ref.header.copy()
-    header.set_data_dtype(np.uint8)
+    header.set_data_dtype(mask.dtype)
     header.set_slope_inter(1, 0)
     if len(ref.shape) == 4:
         header.set_data_shape(ref.shape[:3])
@@ -218,15 +228,18 @@ def infer(artifact: str, input: str, output: str | None = None, batch_size: int 
         raise DataError("--output must be a folder for the masks", path=out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
+    # class index -> the label value the dataset uses (``[0, 1, 4]``)
+    values = np.asarray(meta.values, dtype=np.uint8 if max(meta.values) < 256 else np.uint16)
     for path in files:
         _, affine = check_image(path)
         mask = segment(path)
-        target = out_dir / f"{case_name(path)}_seg.nii.gz"
-        _write_mask(mask, path, target)
+        reference = path[0] if isinstance(path, list) else path
+        target = out_dir / f"{case_name(reference)}_seg.nii.gz"
+        _write_mask(values[mask], reference, target)
         voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
         counts = np.bincount(mask.ravel(), minlength=meta.num_classes)
         rows.append({
-            "input": str(path),
+            "input": [str(p) for p in path] if isinstance(path, list) else str(path),
             "mask": str(target),
             "shape": list(mask.shape),
             "voxel_ml": voxel_ml,

@@ -51,6 +51,8 @@ class SegmentationModule(TaskModule):
         net: A MONAI 3D network (``UNet`` by default) with ``num_classes`` output channels.
         num_classes: Classes including background (linked from the data).
         class_names: One name per class (linked from the data); used in metric names and the artifact.
+        label_values: The label value of each class in the files (linked from the data; ``[0, 1, 4]`` for
+            non-contiguous labels): training sees class indices, the artifact writes these values back.
         in_channels: Image channels (linked from the data).
         preprocessing: Spacing, orientation, intensity parameters (linked from the data; kept for export).
         roi_size: Sliding-window size (linked from the data's patch size); a multiple of the network stride.
@@ -74,6 +76,7 @@ class SegmentationModule(TaskModule):
         net: nn.Module,
         num_classes: int = 3,
         class_names: list[str] | None = None,
+        label_values: list[int] | None = None,
         in_channels: int = 1,
         preprocessing: dict[str, Any] | None = None,
         roi_size: tuple[int, int, int] = (48, 48, 48),
@@ -111,6 +114,9 @@ class SegmentationModule(TaskModule):
         self.class_names = list(class_names or [f"class_{i}" for i in range(num_classes)])
         if len(self.class_names) != num_classes:
             raise ConfigError(f"model.class_names has {len(self.class_names)} names for {num_classes} classes")
+        self.label_values = [int(v) for v in label_values] if label_values else list(range(num_classes))
+        if len(self.label_values) != num_classes:
+            raise ConfigError(f"model.label_values has {len(self.label_values)} values for {num_classes} classes")
         self.in_channels = in_channels
         self.preprocessing = preprocessing or make_preprocessing()
         self.roi_size = [int(r) for r in roi_size]

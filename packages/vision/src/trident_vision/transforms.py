@@ -52,8 +52,16 @@ def _valid_axcodes(codes: str) -> bool:
     return sorted(used) == [0, 1, 2]
 
 
-def preprocess_transforms(pre: dict[str, Any], keys: Sequence[str] = ("image", "label")) -> list[Any]:
-    """Deterministic, invertible preprocessing: load, channel-first, orientation, spacing, intensity, crop."""
+def preprocess_transforms(pre: dict[str, Any], keys: Sequence[str] = ("image", "label"),
+                          label_values: Sequence[int] | None = None) -> list[Any]:
+    """Deterministic, invertible preprocessing: load, channel-first, orientation, spacing, intensity, crop.
+
+    Args:
+        pre: The preprocessing dict (:func:`make_preprocessing`).
+        keys: ``image`` and optionally ``label``.
+        label_values: The label value of each class (``[0, 1, 4]``): labels are mapped to class indices
+            ``0..n-1`` before anything else; ``None`` or ``0..n-1`` leaves them as they are.
+    """
     from monai.transforms import (
         CropForegroundd,
         EnsureChannelFirstd,
@@ -71,6 +79,7 @@ def preprocess_transforms(pre: dict[str, Any], keys: Sequence[str] = ("image", "
         LoadImaged(keys, reader="NibabelReader", image_only=True),
         EnsureChannelFirstd(keys),
         EnsureTyped(keys, dtype="float32", track_meta=True),
+        *_label_map(keys, label_values),
         Orientationd(keys, axcodes=pre["orientation"], labels=(("L", "R"), ("P", "A"), ("I", "S"))),
         Spacingd(keys, pixdim=pre["spacing"], mode=modes),
     ]
@@ -86,8 +95,19 @@ def preprocess_transforms(pre: dict[str, Any], keys: Sequence[str] = ("image", "
     return ops
 
 
+def _label_map(keys: Sequence[str], label_values: Sequence[int] | None) -> list[Any]:
+    """MONAI's ``MapLabelValued`` from label values to class indices, when they differ."""
+    from monai.transforms import MapLabelValued
+
+    if "label" not in keys or label_values is None or list(label_values) == list(range(len(label_values))):
+        return []
+    return [MapLabelValued("label", orig_labels=list(label_values), target_labels=list(range(len(label_values))),
+                           dtype="float32")]
+
+
 def train_transforms(
-    pre: dict[str, Any], roi_size: Sequence[int], num_samples: int, pos: float, neg: float, augment: bool
+    pre: dict[str, Any], roi_size: Sequence[int], num_samples: int, pos: float, neg: float, augment: bool,
+    label_values: Sequence[int] | None = None,
 ) -> Any:
     """Preprocessing, padding to the ROI, positive/negative patch sampling and random augmentation."""
     from monai.transforms import (
@@ -101,7 +121,7 @@ def train_transforms(
     )
 
     keys = ["image", "label"]
-    ops = [*preprocess_transforms(pre, keys), SpatialPadd(keys, spatial_size=list(roi_size))]
+    ops = [*preprocess_transforms(pre, keys, label_values), SpatialPadd(keys, spatial_size=list(roi_size))]
     # everything above is deterministic and cached; everything below runs every epoch
     ops.append(RandCropByPosNegLabeld(keys, label_key="label", spatial_size=list(roi_size), pos=pos, neg=neg,
                                       num_samples=num_samples, image_key="image", image_threshold=0.0))
@@ -117,8 +137,8 @@ def train_transforms(
     return Compose(ops)
 
 
-def eval_transforms(pre: dict[str, Any], with_label: bool = True) -> Any:
+def eval_transforms(pre: dict[str, Any], with_label: bool = True, label_values: Sequence[int] | None = None) -> Any:
     """Deterministic preprocessing of whole volumes for validation, test and prediction."""
     from monai.transforms import Compose
 
-    return Compose(preprocess_transforms(pre, ["image", "label"] if with_label else ["image"]))
+    return Compose(preprocess_transforms(pre, ["image", "label"] if with_label else ["image"], label_values))
