@@ -93,17 +93,21 @@ def test_infer_checks_every_input_before_writing(tmp_path: Path) -> None:
 def test_metadata_is_one_dataclass_written_and_read_back(tmp_path: Path) -> None:
     artifact = load_artifact(_known_answer_artifact(tmp_path, sw_batch_size=3, overlap=0.5, blend_mode="constant"))
     raw = json.loads((artifact.path / "metadata.json").read_text())["domain_metadata"]
-    # the keys artifacts have always had, task first, then the label value of each class
+    # the keys artifacts have always had, task first, then the label value of each class and the post-processing
     assert list(raw) == ["task", "num_classes", "class_names", "in_channels", "preprocessing", "roi_size",
-                         "sw_batch_size", "overlap", "blend_mode", "divisor", "network", "label_values"]
+                         "sw_batch_size", "overlap", "blend_mode", "divisor", "network", "label_values",
+                         "postprocess"]
     meta = SegmentationMetadata.from_artifact(artifact)
     assert meta == SegmentationMetadata(
         num_classes=2, class_names=["background", "object"], in_channels=1,
         preprocessing=make_preprocessing(spacing=(1.5, 1.5, 1.5)), roi_size=[32, 32, 32], sw_batch_size=3,
-        overlap=0.5, blend_mode="constant", divisor=16, network="Threshold", label_values=[0, 1])
-    # an artifact exported before label_values existed reads as labels 0..n-1
-    raw.pop("label_values")
-    assert SegmentationMetadata.from_dict(raw).values == [0, 1]
+        overlap=0.5, blend_mode="constant", divisor=16, network="Threshold", label_values=[0, 1],
+        postprocess={"largest_component": False, "fill_holes": False, "tta_flips": False})
+    # an artifact exported before label_values and postprocess existed: labels 0..n-1, no post-processing
+    for key in ("label_values", "postprocess"):
+        raw.pop(key)
+    old = SegmentationMetadata.from_dict(raw)
+    assert old.values == [0, 1] and old.postprocess == {}
 
 
 @pytest.mark.parametrize(("edit", "message"), [

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 import numpy as np
 
@@ -31,6 +32,30 @@ if TYPE_CHECKING:
 
     from trident_core.export import ExportSpec
     from trident_vision.module import SegmentationModule
+
+
+class PostProcessing(TypedDict, total=False):
+    """Mask post-processing, off by default (``--model.postprocess.largest_component true`` and so on).
+
+    Attributes:
+        largest_component: Keep only the largest connected component of every foreground class (MONAI
+            ``KeepLargestConnectedComponent``): removes stray islands.
+        fill_holes: Fill background enclosed by a class (MONAI ``FillHoles``).
+        tta_flips: Average class probabilities over the volume and its flips along each spatial axis (4 passes).
+    """
+
+    largest_component: bool
+    fill_holes: bool
+    tta_flips: bool
+
+
+def postprocess_options(options: Mapping[str, Any] | None) -> dict[str, bool]:
+    """Every :class:`PostProcessing` option, ``False`` unless set; unknown keys raise ``ConfigError``."""
+    names = list(PostProcessing.__annotations__)
+    unknown = sorted(set(options or {}) - set(names))
+    if unknown:
+        raise ConfigError(f"model.postprocess: unknown option(s) {unknown}; known: {names}")
+    return {name: bool((options or {}).get(name, False)) for name in names}
 
 
 @dataclass(frozen=True)
@@ -50,6 +75,7 @@ class SegmentationMetadata(DomainMetadata):
         network: Class name of the network (for people reading the file).
         label_values: The label value written for each class (``[0, 1, 4]``); ``None`` (artifacts exported
             before it existed) means ``0..num_classes-1``.
+        postprocess: The :class:`PostProcessing` options evaluation used; ``infer`` applies the same.
     """
 
     TASK: ClassVar[str] = "segmentation"
@@ -64,6 +90,7 @@ class SegmentationMetadata(DomainMetadata):
     divisor: int
     network: str
     label_values: list[int] | None = None
+    postprocess: dict[str, bool] = field(default_factory=dict)
 
     @property
     def values(self) -> list[int]:
@@ -71,12 +98,15 @@ class SegmentationMetadata(DomainMetadata):
         return list(self.label_values) if self.label_values else list(range(self.num_classes))
 
 
-def segmentation_mask(scores: torch.Tensor) -> torch.Tensor:
+def segmentation_mask(scores: torch.Tensor, postprocess: Mapping[str, bool] | None = None) -> torch.Tensor:
     """The class-index mask of class scores: the one post-processing rule of evaluation and of ``infer``.
 
     Args:
         scores: Logits or class probabilities (softmax keeps their order), ``[C, D, H, W]`` or ``[B, C, D, H, W]``:
             the class axis is the fourth from the end; any device, any grid.
+        postprocess: :class:`PostProcessing` options; ``largest_component`` and ``fill_holes`` apply here (in
+            that order, per class and per volume), ``tta_flips`` where the scores are made
+            (:func:`flip_averaged`).
 
     Returns:
         ``uint8`` class indices, the class axis removed (``[D, H, W]`` or ``[B, D, H, W]``), on the same device;
@@ -84,7 +114,45 @@ def segmentation_mask(scores: torch.Tensor) -> torch.Tensor:
     """
     import torch
 
-    return scores.argmax(dim=-4).to(torch.uint8)
+    mask = scores.argmax(dim=-4).to(torch.uint8)
+    options = postprocess or {}
+    if not (options.get("largest_component") or options.get("fill_holes")):
+        return mask
+    from monai.transforms import FillHoles, KeepLargestConnectedComponent
+
+    classes = list(range(1, scores.shape[-4]))
+    ops = []
+    if options.get("largest_component"):
+        ops.append(KeepLargestConnectedComponent(applied_labels=classes, is_onehot=False, independent=True))
+    if options.get("fill_holes"):
+        ops.append(FillHoles(applied_labels=classes))
+    volumes = mask.reshape(-1, 1, *mask.shape[-3:])  # the transforms take one channel-first volume
+    out = []
+    for volume in volumes:
+        for op in ops:
+            volume = op(volume)
+        out.append(torch.as_tensor(volume).to(device=mask.device, dtype=torch.uint8))
+    return torch.cat(out).reshape(mask.shape)
+
+
+def flip_averaged(logits_of: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                  logits: torch.Tensor | None = None) -> torch.Tensor:
+    """Test-time flips: class probabilities averaged over ``images`` and its flips along each spatial axis.
+
+    Args:
+        logits_of: Whole-volume logits of ``[B, C_in, D, H, W]`` images (a sliding-window inference).
+        images: The images.
+        logits: ``logits_of(images)`` when the caller has it already (saves one pass).
+
+    Returns:
+        ``[B, C, D, H, W]`` probabilities.
+    """
+    import torch
+
+    total = torch.softmax(logits_of(images) if logits is None else logits, dim=1)
+    for axis in (2, 3, 4):
+        total = total + torch.softmax(logits_of(images.flip(axis)), dim=1).flip(axis)
+    return total / 4
 
 
 def export_spec(module: SegmentationModule) -> ExportSpec:
@@ -107,7 +175,7 @@ def export_spec(module: SegmentationModule) -> ExportSpec:
         num_classes=module.num_classes, class_names=module.class_names, in_channels=module.in_channels,
         preprocessing=module.preprocessing, roi_size=module.roi_size, sw_batch_size=module.sw_batch_size,
         overlap=module.overlap, blend_mode=module.blend_mode, divisor=d, network=type(module.net).__name__,
-        label_values=module.label_values,
+        label_values=module.label_values, postprocess=module.postprocess,
     )
     return ExportSpec(model=net, example_inputs=examples, input_names=["image"], output_names=["logits"],
                       dynamic_axes={"image": spatial, "logits": spatial}, metadata=metadata.to_dict(), atol=1e-4)
@@ -177,13 +245,19 @@ class Segmenter:
         meta = self.metadata
         data = self.preprocess({"image": [str(p) for p in path] if isinstance(path, list) else str(path)})
         image = data["image"]
+
+        def logits_of(images: torch.Tensor) -> torch.Tensor:
+            return sliding_window_inference(images, meta.roi_size, self.sw_batch_size, self._predict,
+                                            overlap=meta.overlap, mode=meta.blend_mode)
+
         with torch.no_grad():
-            logits = sliding_window_inference(image.as_tensor()[None], meta.roi_size, self.sw_batch_size,
-                                              self._predict, overlap=meta.overlap, mode=meta.blend_mode)
-        data["pred"] = MetaTensor(torch.softmax(logits[0], dim=0), meta=dict(image.meta))
+            batch = image.as_tensor()[None]
+            probs = (flip_averaged(logits_of, batch) if meta.postprocess.get("tta_flips")
+                     else torch.softmax(logits_of(batch), dim=1))
+        data["pred"] = MetaTensor(probs[0], meta=dict(image.meta))
         # resample class probabilities (not labels) back through crop, spacing and orientation
         inverted = Invertd("pred", transform=self.preprocess, orig_keys="image", nearest_interp=False)(data)["pred"]
-        return segmentation_mask(inverted.as_tensor()).cpu().numpy()
+        return segmentation_mask(inverted.as_tensor(), meta.postprocess).cpu().numpy()
 
 
 def _write_mask(mask: np.ndarray, reference: Path, target: Path) -> None:

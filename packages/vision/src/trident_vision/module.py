@@ -13,7 +13,7 @@ from torchmetrics import Metric
 
 from trident_core.errors import ConfigError
 from trident_core.module import LRSchedulerCallable, OptimizerCallable, TaskModule
-from trident_vision.export import export_spec, segmentation_mask
+from trident_vision.export import PostProcessing, export_spec, flip_averaged, postprocess_options, segmentation_mask
 from trident_vision.model import net_divisor, out_channels
 from trident_vision.overlay import overlay_png
 from trident_vision.transforms import make_preprocessing
@@ -62,6 +62,8 @@ class SegmentationModule(TaskModule):
         blend_mode: ``gaussian`` or ``constant`` weighting of overlapping windows.
         lambda_dice: Weight of the Dice term.
         lambda_ce: Weight of the cross-entropy term.
+        postprocess: Mask post-processing (:class:`~trident_vision.export.PostProcessing`: ``largest_component``,
+            ``fill_holes``, ``tta_flips``), applied by validation, test, predict and, from the artifact, ``infer``.
         overlays: Save a PNG of overlay slices at each validation end and at test end (and log it to W&B).
         channels_last: Keep the network's weights and the training volumes in channels-last order (NDHWC), which
             the 3D convolutions of oneDNN (CPU) and cuDNN prefer: the same operations, a faster step (a UNet step
@@ -85,6 +87,7 @@ class SegmentationModule(TaskModule):
         blend_mode: str = "gaussian",
         lambda_dice: float = 1.0,
         lambda_ce: float = 1.0,
+        postprocess: PostProcessing | None = None,
         overlays: bool = True,
         channels_last: bool = True,
         optimizer: OptimizerCallable | None = None,
@@ -121,6 +124,7 @@ class SegmentationModule(TaskModule):
         self.preprocessing = preprocessing or make_preprocessing()
         self.roi_size = [int(r) for r in roi_size]
         self.sw_batch_size, self.overlap, self.blend_mode = sw_batch_size, overlap, blend_mode
+        self.postprocess = postprocess_options(postprocess)
         self.overlays = overlays
         self.channels_last = channels_last
         if channels_last:
@@ -147,7 +151,15 @@ class SegmentationModule(TaskModule):
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Class-index masks on the preprocessed grid (``infer`` maps them back to the input grid)."""
-        return segmentation_mask(self.sliding_window(batch["image"]))
+        images = batch["image"]
+        return segmentation_mask(self.class_scores(images, self.sliding_window(images)), self.postprocess)
+
+    def class_scores(self, images: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """What the mask is made from: the logits, or with ``tta_flips`` probabilities averaged over flips."""
+        if self.postprocess["tta_flips"]:
+            plain = images.as_tensor() if hasattr(images, "as_tensor") else images  # flips need no metadata
+            return flip_averaged(self.sliding_window, plain, logits)
+        return logits
 
     def sliding_window(self, images: torch.Tensor) -> torch.Tensor:
         """Logits of whole volumes by sliding-window inference (volumes smaller than the ROI are padded)."""
@@ -164,7 +176,8 @@ class SegmentationModule(TaskModule):
         labels = labels.as_tensor() if hasattr(labels, "as_tensor") else labels
         logits = self.sliding_window(images)
         self.log(f"{stage}/loss", self.loss(logits, labels), sync_dist=True, batch_size=images.shape[0])
-        pred = segmentation_mask(logits)[:, None]  # [B, 1, ...] class indices, as infer labels a volume
+        # [B, 1, ...] class indices, as infer labels a volume
+        pred = segmentation_mask(self.class_scores(images, logits), self.postprocess)[:, None]
         pred_1h = _one_hot(pred, self.num_classes)
         label_1h = _one_hot(labels.long(), self.num_classes)
         dice = compute_dice(pred_1h, label_1h, include_background=False, ignore_empty=True)
