@@ -72,3 +72,103 @@ def test_intensity_window(tmp_path: Path) -> None:
 def test_bad_preprocessing_values(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         make_preprocessing(**kwargs)
+
+
+@pytest.mark.parametrize(("modality", "intensity", "window", "mode"), [
+    (["CT"], None, None, "window"),
+    (["ct", "CT"], None, None, "window"),
+    (["MRI"], None, None, "zscore"),
+    (["MR"], None, None, "zscore"),
+    (["FLAIR", "T1w", "t1gd", "T2w"], None, None, "zscore"),
+    (["CT", "PET"], None, None, "zscore"),
+    ([], None, None, "percentile"),  # no modality known (a folder of pairs, the embedded data): as before
+    (["CT"], "percentile", None, "percentile"),  # the config wins
+    (["MR"], None, (0.0, 500.0), "window"),
+])
+def test_intensity_mode_from_modality_unless_configured(modality, intensity, window, mode) -> None:
+    from trident_vision.transforms import intensity_mode
+
+    assert intensity_mode(modality, intensity, window) == mode
+
+
+def test_unknown_intensity_mode_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"data.intensity must be one of \('window', 'zscore', 'percentile'\)"):
+        make_preprocessing(intensity="hu")
+
+
+def _datalist(tmp_path: Path, image: np.ndarray, label: np.ndarray, affine: np.ndarray, modality: dict) -> Path:
+    import json
+
+    write_nifti(tmp_path / "img.nii.gz", image, affine)
+    write_nifti(tmp_path / "seg.nii.gz", label, affine)
+    entry = {"image": "img.nii.gz", "label": "seg.nii.gz"}
+    path = tmp_path / "dataset.json"
+    path.write_text(json.dumps({"labels": {"0": "background", "1": "a", "2": "b"}, "modality": modality,
+                                "training": [entry], "validation": [entry]}))
+    return path
+
+
+def test_ct_is_clipped_to_the_window_and_scaled(tmp_path: Path) -> None:
+    from trident_vision.data import SegmentationDataModule
+
+    _, label, affine = make_phantom(4)
+    hu = np.choose(label, [-1000.0, 60.0, 400.0]).astype(np.float32)  # air, soft tissue, bone-bright
+    data = SegmentationDataModule(datalist=str(_datalist(tmp_path, hu, label, affine, {"0": "CT"})), cache="none")
+    assert data.preprocessing["intensity"] == {"mode": "window", "a_min": -175.0, "a_max": 250.0}
+    out = eval_transforms(data.preprocessing)({"image": str(tmp_path / "img.nii.gz"),
+                                               "label": str(tmp_path / "seg.nii.gz")})
+    image, seg = out["image"].numpy()[0], out["label"].numpy()[0]
+    inner = np.isin(seg, [1, 2])  # away from edges, where resampling blends classes
+    assert image.min() >= 0.0 and image.max() <= 1.0
+    assert np.median(image[seg == 1]) == pytest.approx((60 + 175) / 425, abs=1e-3)
+    assert np.median(image[seg == 2]) == pytest.approx(1.0)  # 400 HU is clipped to the window's top
+    assert inner.any()
+
+
+def test_mri_is_z_scored_per_channel_over_the_foreground(tmp_path: Path) -> None:
+    from trident_vision.data import SegmentationDataModule
+
+    # a body (100) in air (exactly 0) with a small bright structure (300, class 1) at one end and a darker one
+    # (60, class 2) at the other: most of the body, and all of class 2, has negative z-scores
+    x, y, z = np.indices((60, 50, 20)).astype(float)
+    body = ((x - 30) / 28) ** 2 + ((y - 25) / 22) ** 2 + ((z - 10) / 9) ** 2 <= 1
+    label = np.zeros(body.shape, np.uint8)
+    label[(((x - 12) / 5) ** 2 + ((y - 25) / 5) ** 2 + ((z - 10) / 4) ** 2 <= 1)] = 1
+    label[(((x - 48) / 6) ** 2 + ((y - 25) / 6) ** 2 + ((z - 10) / 4) ** 2 <= 1)] = 2
+    t1 = np.where(body, np.choose(label, [100.0, 300.0, 60.0]), 0.0)
+    two = np.stack([t1, np.where(body, 5 * t1 + 1000, 0.0)], axis=-1).astype(np.float32)
+    affine = np.diag([1.0, 1.0, 2.5, 1.0])
+    path = _datalist(tmp_path, two, label, affine, {"0": "T1", "1": "T2"})
+    data = SegmentationDataModule(datalist=str(path), cache="none", spacing=(1.0, 1.0, 2.5))
+    assert data.in_channels == 2 and data.preprocessing["intensity"] == {"mode": "zscore"}
+    out = eval_transforms(data.preprocessing)({"image": str(tmp_path / "img.nii.gz"),
+                                               "label": str(tmp_path / "seg.nii.gz")})
+    image_out, seg = out["image"].numpy(), out["label"].numpy()[0]
+    for channel in image_out:  # each channel on its own scale: mean 0, sd 1 over its non-zero voxels
+        inside = channel[channel != 0]
+        assert inside.mean() == pytest.approx(0.0, abs=1e-3) and inside.std() == pytest.approx(1.0, abs=1e-3)
+    assert (image_out[0][seg == 2] < 0).all()
+    # the foreground crop (non-zero after z-scoring) keeps every labelled voxel
+    assert [(seg == c).sum() for c in (1, 2)] == [(label == c).sum() for c in (1, 2)]
+
+
+def test_anisotropic_mask_keeps_its_volume_when_resampled(tmp_path: Path) -> None:
+    """0.8 x 0.8 x 5 mm voxels (an oblique affine) to 1 mm and to 1.5 mm: a mask's volume in mL within 3%."""
+    shape = (100, 100, 16)
+    direction = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # axes swapped and flipped
+    affine = np.eye(4)
+    affine[:3, :3] = direction @ np.diag([0.8, 0.8, 5.0])
+    affine[:3, 3] = [40.0, -40.0, -40.0]
+    idx = np.indices(shape).reshape(3, -1).astype(float)
+    world = (affine[:3, :3] @ idx + affine[:3, 3:4]).reshape(3, *shape)
+    label = (((world[0] / 25) ** 2 + (world[1] / 18) ** 2 + (world[2] / 30) ** 2) <= 1).astype(np.uint8)
+    image = np.where(label > 0, 100.0, 50.0).astype(np.float32)
+    case = {"image": str(write_nifti(tmp_path / "img.nii.gz", image, affine)),
+            "label": str(write_nifti(tmp_path / "seg.nii.gz", label, affine))}
+    truth_ml = label.sum() * 0.8 * 0.8 * 5.0 / 1000
+    assert truth_ml == pytest.approx(4 / 3 * np.pi * 25 * 18 * 30 / 1000, rel=0.05)  # the ellipsoid, ~56.5 mL
+    for spacing in (1.0, 1.5):
+        pre = make_preprocessing(spacing=(spacing,) * 3, crop_foreground=False)
+        seg = eval_transforms(pre)(case)["label"].numpy()
+        assert set(np.unique(seg).tolist()) == {0.0, 1.0}  # nearest: still labels, no blends
+        assert (seg == 1).sum() * spacing**3 / 1000 == pytest.approx(truth_ml, rel=0.03)

@@ -20,7 +20,7 @@ from trident_core.data import TridentDataModule, build_once, seeded_split
 from trident_core.errors import ConfigError, DataError
 from trident_vision.datalist import Datalist, check_case, find_pairs, image_channels, read_datalist
 from trident_vision.defaults import BRAIN_LABELS, BUILDERS, PHANTOM_LABELS
-from trident_vision.transforms import eval_transforms, make_preprocessing, train_transforms
+from trident_vision.transforms import eval_transforms, intensity_mode, make_preprocessing, train_transforms
 
 CACHE_KINDS = ("memory", "disk", "none")
 DEFAULT_DATA_VERSION = "3"
@@ -37,8 +37,12 @@ class SegmentationDataModule(TridentDataModule):
         default_dataset: Embedded dataset: ``phantoms`` (synthetic) or ``mni152`` (brain tissue, needs nilearn).
         spacing: Target voxel size in mm.
         orientation: Target axis codes.
-        intensity_window: ``[min, max]`` raw intensity window (CT); ``None`` scales robust percentiles to [0, 1].
-        percentiles: Lower/upper percentiles used when no window is given.
+        intensity: ``window`` (CT: clip to ``intensity_window`` and scale to [0, 1]), ``zscore`` (MRI: per-channel
+            z-score over non-zero voxels) or ``percentile``; ``None`` chooses from the datalist's ``modality``
+            (all ``CT``: ``window``; anything else: ``zscore``; none: ``percentile``).
+        intensity_window: ``[min, max]`` Hounsfield window for ``window`` (default ``[-175, 250]``); giving it
+            without ``intensity`` chooses ``window``.
+        percentiles: Lower/upper percentiles of ``percentile``.
         crop_foreground: Crop to the bounding box of ``image > 0`` after scaling (plus a margin).
         roi_size: Training patch size, also the sliding-window size of the model.
         num_samples: Patches sampled per volume per step.
@@ -69,6 +73,7 @@ class SegmentationDataModule(TridentDataModule):
         default_dataset: str = "phantoms",
         spacing: tuple[float, float, float] = (1.5, 1.5, 1.5),
         orientation: str = "RAS",
+        intensity: str | None = None,
         intensity_window: tuple[float, float] | None = None,
         percentiles: tuple[float, float] = (0.5, 99.5),
         crop_foreground: bool = True,
@@ -105,8 +110,6 @@ class SegmentationDataModule(TridentDataModule):
         self.datalist = datalist
         self.image_dir = image_dir
         self.default_dataset = default_dataset
-        self.preprocessing = make_preprocessing(spacing, orientation, intensity_window, percentiles,
-                                                crop_foreground)
         self.roi_size = [int(r) for r in roi_size]
         self.num_samples, self.pos, self.neg, self.augment = num_samples, pos, neg, augment
         self.cache, self.cache_dir, self.cache_rate = cache, cache_dir, cache_rate
@@ -117,6 +120,8 @@ class SegmentationDataModule(TridentDataModule):
         self._datalist: Datalist | None = None
         self.datasets: dict[str, Any] = {}
         self.class_names, self.label_values, self.modality = self._describe(num_classes)
+        self.preprocessing = make_preprocessing(spacing, orientation, intensity_window, percentiles, crop_foreground,
+                                                intensity=intensity_mode(self.modality, intensity, intensity_window))
         # the datalist's `modality` says how many channels every image must have; else the first image does
         self.in_channels = len(self.modality) or (1 if self.uses_default_data() else
                                                   image_channels(self._read().training[0]["image"]))
