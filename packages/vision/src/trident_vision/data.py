@@ -43,7 +43,8 @@ class SegmentationDataModule(TridentDataModule):
         intensity_window: ``[min, max]`` Hounsfield window for ``window`` (default ``[-175, 250]``); giving it
             without ``intensity`` chooses ``window``.
         percentiles: Lower/upper percentiles of ``percentile``.
-        crop_foreground: Crop to the bounding box of ``image > 0`` after scaling (plus a margin).
+        crop_foreground: Crop to the bounding box of the foreground after scaling (``image > 0``; ``zscore``:
+            ``image != 0``), plus a margin.
         roi_size: Training patch size, also the sliding-window size of the model.
         num_samples: Patches sampled per volume per step.
         pos: Relative weight of patches centred on foreground.
