@@ -141,3 +141,20 @@ def test_two_channel_images(phantoms: Path, tmp_path: Path, channels: str) -> No
         assert set(np.unique(mask).tolist()) <= {0, 1, 2}
     rows = json.loads((pred / "summary.json").read_text())
     assert all(isinstance(row["input"], list if channels == "files" else str) for row in rows)
+
+
+def test_brain_extraction_on_the_mni152_template(tmp_path: Path) -> None:
+    """Real anatomy, one foreground class: brain (grey + white matter) vs background on subjects made from the
+    MNI152 template in the nilearn wheel (its dataset.json says MR: z-scored over the head)."""
+    from trident_vision.defaults import build_mni152
+
+    build_mni152(tmp_path / "mni", {"training": (3, 100), "validation": (1, 200), "test": (1, 300)})
+    dataset = derive(tmp_path / "mni", tmp_path / "data", {"0": "background", "1": "brain"},
+                     lambda label, _: label > 0)
+    metrics, pred = fit_test_infer(dataset, tmp_path, [*LEARN, "--trainer.max_epochs", "6",
+                                                       "--trainer.limit_train_batches", "3"])
+    meta = json.loads((tmp_path / "run" / "artifact" / "metadata.json").read_text())["domain_metadata"]
+    assert meta["preprocessing"]["intensity"] == {"mode": "zscore"} and meta["class_names"] == ["background", "brain"]
+    assert metrics["test/dice_brain"] > 0.8, metrics
+    [(mask, label)] = _masks(dataset, pred)
+    assert _dice(mask == 1, label == 1) == pytest.approx(metrics["test/dice_brain"], abs=0.05)
