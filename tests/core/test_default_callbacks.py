@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, OnExceptionCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
 
 from toydomain import DOMAIN, main
 from trident_core.callbacks import (
@@ -17,13 +17,14 @@ from trident_core.callbacks import (
     LearningRateTracker,
     NonFiniteGuard,
     OutOfMemoryHint,
+    ProgressOnException,
     RngState,
     Throughput,
 )
 from trident_core.cli import TridentCLI, expand_args
 from trident_core.tracking import ConfigToLogger
 
-SAFETY = [OnExceptionCheckpoint, RngState]
+SAFETY = [ProgressOnException, RngState]
 # callbacks with their own options (--checkpoint.*, ...; the config saver: LightningCLI's save_config_callback)
 OWN_OPTIONS = [ModelCheckpoint, ModelCheckpoint, NonFiniteGuard, ExportOnFitEnd, ConfigToLogger]
 
@@ -64,7 +65,7 @@ def test_help_names_the_safety_callbacks(capsys: pytest.CaptureFixture[str]) -> 
     with pytest.raises(SystemExit):
         main(["fit", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "Always added, for safety: OnExceptionCheckpoint" in text and "--trainer.callbacks+=CLASS" in text
+    assert "Always added, for safety: ProgressOnException" in text and "--trainer.callbacks+=CLASS" in text
 
 
 @pytest.mark.parametrize(("domain", "config", "early_stopping"), [

@@ -154,3 +154,14 @@ def test_exception_inside_training_leaves_on_exception_checkpoint(tmp_path: Path
                             "--trainer.callbacks.step=5"])
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "on_exception.ckpt")
     assert ckpt["global_step"] == 5
+
+
+def test_failure_before_the_first_step_leaves_no_checkpoint_and_the_rerun_starts(tmp_path: Path) -> None:
+    """Nothing trained, nothing to keep: an untrained ``on_exception.ckpt`` would make the fixed rerun in the same
+    folder refuse to start ("holds an earlier run"). Control: Lightning's plain OnExceptionCheckpoint saves it."""
+    with pytest.raises(RuntimeError, match="injected failure at step 0"):
+        run_domain(DOMAIN, [*_args(tmp_path, "run"), "--trainer.callbacks+=faults.RaiseAtStep",
+                            "--trainer.callbacks.step=0"])
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.ckpt"))
+    run_domain(DOMAIN, _args(tmp_path, "run"))  # the same folder, now without the failure
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()

@@ -76,9 +76,8 @@ def test_fit_refuses_a_bad_dataset(tmp_path: Path, capsys: pytest.CaptureFixture
     err = capsys.readouterr().err
     assert f"error: {tmp_path / 'data' / culprit}: " in err, err
     assert re.search(message, err), err
-    # no trained checkpoint, no artifact (Lightning's OnExceptionCheckpoint, added by the core CLI, still saves the
-    # untrained on_exception.ckpt: a core matter, see the report)
-    assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+    # no checkpoint at all (nothing trained: ProgressOnException saves none), no artifact
+    assert not list((tmp_path / "run").glob("checkpoints/*.ckpt"))
     assert not (tmp_path / "run" / "artifact").exists()
 
 

@@ -18,7 +18,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
-from trident_core.callbacks import ExportOnFitEnd, NonFiniteGuard, RngState
+from trident_core.callbacks import ExportOnFitEnd, NonFiniteGuard, ProgressOnException, RngState
 from trident_core.callbacks.out_of_memory_hint import is_out_of_memory
 from trident_core.checkpoint_io import AtomicCheckpointIO
 from trident_core.commands import checkpoint_folder, export_main, infer_main, resolve_checkpoint
@@ -37,7 +37,8 @@ CALLBACKS_HELP = (
     "Callbacks: `trainer.callbacks` lists the defaults (OutOfMemoryHint, LearningRateTracker, Throughput, plus the "
     "domain's EarlyStopping; see --print_config). A list given in a config or as --trainer.callbacks=[...] "
     "replaces it; `--trainer.callbacks+=CLASS` (or `callbacks+:` in YAML) adds one and keeps the defaults. "
-    "Always added, for safety: OnExceptionCheckpoint (a crash leaves checkpoints/on_exception.ckpt) and RngState "
+    "Always added, for safety: ProgressOnException (a crash after the first step leaves checkpoints/"
+    "on_exception.ckpt) and RngState "
     "(last.ckpt carries the random generators, so `fit --ckpt_path last` resumes exactly). The checkpoint, "
     "last_checkpoint, non_finite and export_on_fit_end callbacks have their own options (--checkpoint.*, ...); "
     "the progress bar follows trainer.enable_progress_bar (Rich on a terminal)."
@@ -187,7 +188,7 @@ class TridentCLI(LightningCLI):
         has = lambda kind: any(isinstance(cb, kind) for cb in callbacks)  # noqa: E731
         if not has(OnExceptionCheckpoint):
             dirpath = self._get(self.config, "checkpoint").dirpath
-            callbacks.append(OnExceptionCheckpoint(dirpath=dirpath, filename="on_exception"))
+            callbacks.append(ProgressOnException(dirpath=dirpath, filename="on_exception"))
         if not has(RngState):
             callbacks.append(RngState())
         # Lightning adds a TQDM bar itself unless trainer.enable_progress_bar is false; on a terminal, Rich instead

@@ -45,7 +45,7 @@ def top_level_help(spec: DomainSpec) -> str:
         "                       else 32-true (true in the nlp and vision default configs)",
         "  --print_config       print the resolved configuration and exit",
         "  --section.key VALUE  any value of the config, e.g. --trainer.max_epochs 3 --data.batch_size 16",
-        "  --trainer.callbacks+=CLASS  add a callback to the defaults (a list replaces them; OnExceptionCheckpoint",
+        "  --trainer.callbacks+=CLASS  add a callback to the defaults (a list replaces them; ProgressOnException",
         "                       and RngState are always added, for safety)",
         "",
         f"Every option of a subcommand: {prog} SUBCOMMAND --help (fit, validate, test and predict build it from the",
