@@ -115,3 +115,16 @@ def speedup_row(row_id: str, compare: str, baseline_name: str, baseline_s: float
         met=None if target is None or ratio is None else ratio >= target, command=command, notes=notes,
         extra=extra or {},
     )
+
+
+def core_default_callbacks() -> str:
+    """A ``--trainer.callbacks=`` value holding the core's default callbacks alone: it drops a recipe's
+    EarlyStopping (the P2 arms run a fixed number of steps) and keeps what every Trident run has, so the Trident arm
+    pays for the callbacks users get (``[]`` would remove those too)."""
+    import json
+
+    import yaml
+
+    from trident_core.cli import CORE_DEFAULTS
+
+    return json.dumps(yaml.safe_load(CORE_DEFAULTS.read_text(encoding="utf-8"))["trainer"]["callbacks"])

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Row, Settings, peak_rss_mb, reset_peak_rss
+from benchmarks.common import Row, Settings, core_default_callbacks, peak_rss_mb, reset_peak_rss
 
 COMMAND = "uv run python -m benchmarks --only P2"
 BATCH = 32
@@ -46,7 +46,8 @@ def _trident(settings: Settings, steps: int, backbone: str) -> dict[str, Any]:
     timer = StepTimer()
     root = settings.workdir / "P2"
     args = [f"--data.data_dir={root}/data", f"--data.backbone={backbone}", "--trainer.max_epochs=1",
-            f"--trainer.max_steps={steps}", "--trainer.limit_val_batches=0", "--trainer.callbacks=[]",
+            f"--trainer.max_steps={steps}", "--trainer.limit_val_batches=0",
+            f"--trainer.callbacks={core_default_callbacks()}",
             f"--trainer.default_root_dir={root}/trident", "--trainer.logger=false",
             "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
             "--trainer.num_sanity_val_steps=0", f"--data.batch_size={BATCH}", f"--data.max_length={MAX_LENGTH}"]
@@ -174,7 +175,8 @@ def _trident_to_target(settings: Settings, backbone: str, target: float, max_epo
     root = settings.workdir / "P2" / "trident-target"
     args = ["--config", "default", f"--data.data_dir={data}", f"--data.backbone={backbone}",
             f"--data.train_file={data}/train.jsonl", f"--data.val_file={data}/test.jsonl",
-            f"--data.test_file={data}/test.jsonl", f"--trainer.max_epochs={max_epochs}", "--trainer.callbacks=[]",
+            f"--data.test_file={data}/test.jsonl", f"--trainer.max_epochs={max_epochs}",
+            f"--trainer.callbacks={core_default_callbacks()}",
             f"--trainer.default_root_dir={root}", "--trainer.logger=false", "--trainer.enable_progress_bar=false",
             "--trainer.enable_model_summary=false"]
     if settings.quick:
