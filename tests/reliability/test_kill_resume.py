@@ -138,14 +138,18 @@ def _serialised(obj: object) -> bytes:
     return buffer.getvalue()
 
 
-def test_cli_saves_checkpoints_atomically(tmp_path: Path) -> None:
+def test_cli_saves_checkpoints_atomically_every_n_steps(tmp_path: Path) -> None:
     from trident_core.checkpoint_io import AtomicCheckpointIO
 
-    cli = run_domain(DOMAIN, [*_args(tmp_path, "run"), "--trainer.max_epochs", "1", "--trainer.limit_train_batches",
-                              "4", "--last_checkpoint.every_n_train_steps", "2"])
+    # a failure at step 3 of a 4-step epoch: only the every-2-steps save can have written last.ckpt (at step 2);
+    # without --last_checkpoint.every_n_train_steps there is no last.ckpt before the epoch ends (control: fails)
+    with pytest.raises(RuntimeError, match="injected failure at step 3"):
+        run_domain(DOMAIN, [*_args(tmp_path, "run"), "--trainer.max_epochs", "1", "--trainer.limit_train_batches",
+                            "4", "--last_checkpoint.every_n_train_steps", "2",
+                            "--trainer.callbacks+=faults.RaiseAtStep", "--trainer.callbacks.step=3"])
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == 2
+    cli = run_domain(DOMAIN, [*_args(tmp_path, "run2"), "--trainer.max_epochs", "1"])
     assert cli is not None and isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
-    # every N steps as configured: last.ckpt was rewritten at step 2 and 4
-    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == 4
 
 
 def test_exception_inside_training_leaves_on_exception_checkpoint(tmp_path: Path) -> None:
