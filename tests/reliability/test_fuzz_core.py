@@ -5,6 +5,7 @@ KeyError/TypeError/ValueError from deep inside."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from trident_core.artifact import REQUIRED_KEYS, read_metadata
 from trident_core.callbacks import NonFiniteGuard
 from trident_core.data import TridentDataModule, seeded_split
-from trident_core.errors import ArtifactError, CheckpointError, ConfigError, TridentError
+from trident_core.errors import ArtifactError, CheckpointError, TridentError
 from trident_core.export import load_checkpoint
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -107,19 +108,38 @@ def test_fuzzed_checkpoint_files_give_checkpoint_errors(tmp_path: Path, good_che
         assert "state_dict" in ckpt
 
 
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+# each constructor with its oracle: which values are valid. A valid value must be accepted, every other one must be
+# refused with a TridentError (a silently accepted invalid value, or a raw TypeError/ValueError, fails).
+# The key is what the error message must name.
+CONFIG_CASES = {
+    "data.batch_size": (lambda v: TridentDataModule(batch_size=v), lambda v: _is_int(v) and v >= 1),
+    "data.num_workers": (lambda v: TridentDataModule(num_workers=v), lambda v: _is_int(v) and v >= 0),
+    "split fractions": (lambda v: seeded_split(list(range(10)), [v, 0.1], seed=0),
+                        lambda v: _is_real(v) and v >= 0 and v + 0.1 <= 1 + 1e-9),
+    "NonFiniteGuard.action": (lambda v: NonFiniteGuard(action=v), lambda v: v in ("skip", "stop")),
+}
+
+
 @FUZZ
-@given(value=st.one_of(st.integers(), st.floats(allow_nan=True), st.text(max_size=5), st.none()))
+@given(value=st.one_of(st.integers(), st.floats(allow_nan=True), st.text(max_size=5), st.none(), st.booleans(),
+                       st.sampled_from(["skip", "stop"])))
 @example(value=float("nan"))  # seeded_split raised a raw ValueError on a NaN fraction until 2026-12-02
-def test_fuzzed_config_values_give_config_errors(value: object) -> None:
-    for build in (lambda v: TridentDataModule(batch_size=v), lambda v: TridentDataModule(num_workers=v),
-                  lambda v: seeded_split(list(range(10)), [v, 0.1], seed=0), lambda v: NonFiniteGuard(action=v)):
-        try:
+@example(value=2.0)  # a float batch size was accepted silently until 2026-12-02
+def test_fuzzed_config_values_are_accepted_or_refused_by_their_oracle(value: object) -> None:
+    for name, (build, valid) in CONFIG_CASES.items():
+        if valid(value):
             build(value)
-        except TridentError as err:
-            assert isinstance(err, ConfigError | TridentError) and str(err)
-        except TypeError:
-            # a value of the wrong type; LightningCLI's typed parser rejects these before they reach the class
-            assert not isinstance(value, int | float) or isinstance(value, bool)
+        else:
+            with pytest.raises(TridentError, match=re.escape(name)):
+                build(value)
 
 
 def test_checkpoint_error_names_the_file(tmp_path: Path) -> None:

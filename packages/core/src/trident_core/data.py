@@ -43,10 +43,10 @@ class TridentDataModule(LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if batch_size < 1:
-            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
-        if num_workers < 0:
-            raise ConfigError(f"data.num_workers must be >= 0, got {num_workers}")
+        if not _is_int(batch_size) or batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1 (an integer), got {batch_size!r}")
+        if not _is_int(num_workers) or num_workers < 0:
+            raise ConfigError(f"data.num_workers must be >= 0 (an integer), got {num_workers!r}")
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.persistent_workers = persistent_workers
@@ -127,6 +127,11 @@ class EpochShuffleSampler(RandomSampler):
         yield from torch.randperm(len(self.data_source), generator=generator).tolist()
 
 
+def _is_int(value: object) -> bool:
+    """An integer that is not a bool (Python code can pass ``True`` or ``2.0`` where the CLI's typed parser cannot)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def seeded_split(items: Sequence[T], fractions: Sequence[float], seed: int) -> list[list[T]]:
     """Split ``items`` into parts of the given fractions, the same for the same seed on every machine.
 
@@ -135,7 +140,8 @@ def seeded_split(items: Sequence[T], fractions: Sequence[float], seed: int) -> l
     Raises:
         ConfigError: if a fraction is negative or not a number, or they add up to more than 1.
     """
-    if any(not f >= 0 for f in fractions) or sum(fractions) > 1 + 1e-9:  # `not >=` also catches NaN
+    numbers = all(isinstance(f, int | float) and not isinstance(f, bool) for f in fractions)
+    if not numbers or any(not f >= 0 for f in fractions) or sum(fractions) > 1 + 1e-9:  # `not >=` catches NaN
         raise ConfigError(f"split fractions must be >= 0 and add up to at most 1, got {list(fractions)}")
     order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()
     parts: list[list[T]] = []
