@@ -22,6 +22,7 @@ DOMAIN = DomainSpec(
         ("data.train_texts", "model.lm_texts"),
     ),
     description="speech recognition (CTC, Conformer): WAV/FLAC manifests to transcripts",
+    serve="trident_audio.serve:Serving",
 )
 
 

@@ -32,6 +32,8 @@ class DomainSpec:
         demo_metrics: Test metrics that ``trident demo`` reports.
         links: ``(source, target)`` pairs linked with ``apply_on="instantiate"``.
         description: One line for ``--help``.
+        serve: ``"package.module:Class"`` of the domain's serving adapter for ``trident serve`` (see
+            :mod:`trident_core.serve`); empty: the domain cannot be served.
     """
 
     name: str
@@ -45,6 +47,7 @@ class DomainSpec:
     demo_metrics: tuple[str, ...]
     links: tuple[tuple[str, str], ...] = ()
     description: str = ""
+    serve: str = ""
 
     def config_dir(self) -> Path:
         """Folder of the domain's YAML configs (found through the package, never a hard-coded path)."""

@@ -21,6 +21,17 @@ def _parser(domains: list[str]) -> argparse.ArgumentParser:
     demo.add_argument("--domain", nargs="+", choices=domains, help="only these domains (default: all installed)")
     demo.add_argument("--output", default="runs/demo", help="folder for data, runs and artifacts")
     sub.add_parser("domains", help="list installed domains")
+    serve = sub.add_parser("serve", help="serve an exported artifact over HTTP (POST /predict, GET /health)")
+    serve.add_argument("--artifact", required=True, help="artifact folder written by `export`")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max_batch_size", type=int, default=8, help="requests batched into one model call")
+    serve.add_argument("--batch_timeout", type=float, default=0.01, help="seconds to wait for a batch to fill")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes, each with its own model")
+    serve.add_argument("--max_body_mb", type=float, default=64.0, help="largest request body (413 above)")
+    serve.add_argument("--max_audio_seconds", type=float, default=120.0, help="longest audio (413 above)")
+    serve.add_argument("--max_voxels", type=int, default=512**3, help="largest volume (413 above)")
+    serve.add_argument("--max_queue", type=int, default=256, help="requests in flight before 503")
     for name in domains:
         sub.add_parser(name, help=f"the {name} domain's CLI (`trident {name} --help`)", add_help=False)
     return parser
@@ -51,5 +62,21 @@ def main(args: list[str] | None = None) -> None:
         print_summary(rows)
         if any(row.error for row in rows):
             raise SystemExit(1)
+    elif ns.command == "serve":
+        _serve(ns)
     else:
         _parser(sorted(domains)).print_help()
+
+
+def _serve(ns: argparse.Namespace) -> None:
+    from trident_core.errors import TridentError
+    from trident_core.serve import Limits, serve
+
+    limits = Limits(max_body_bytes=int(ns.max_body_mb * 2**20), max_audio_seconds=ns.max_audio_seconds,
+                    max_voxels=ns.max_voxels, max_queue=ns.max_queue)
+    try:
+        serve(ns.artifact, host=ns.host, port=ns.port, max_batch_size=ns.max_batch_size,
+              batch_timeout=ns.batch_timeout, workers=ns.workers, limits=limits)
+    except TridentError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

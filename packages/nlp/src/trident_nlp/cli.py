@@ -25,6 +25,7 @@ DOMAIN = DomainSpec(
         ("data.max_length", "model.net.init_args.max_length"),
     ),
     description="intent classification with out-of-scope detection (Hugging Face transformers)",
+    serve="trident_nlp.serve:Serving",
 )
 
 

@@ -25,6 +25,7 @@ DOMAIN = DomainSpec(
         ("data.roi_size", "model.roi_size"),
     ),
     description="3D medical image segmentation with MONAI (NIfTI in, NIfTI masks out).",
+    serve="trident_vision.serve:Serving",
 )
 
 

@@ -1,0 +1,112 @@
+"""Fixtures of the serving tests: tiny artifacts and a real ``trident serve`` in a subprocess on a free port."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@dataclass
+class Server:
+    """A running ``trident serve``: its base URL, its log and the API key it expects (if any)."""
+
+    url: str
+    log: Path
+    proc: subprocess.Popen
+    api_key: str | None = None
+
+    def request(self, path: str, body: bytes | dict | None = None, key: str | None = "default",
+                timeout: float = 60) -> tuple[int, Any]:
+        """``(status, parsed JSON or text)`` of a GET (no body) or POST to ``path``."""
+        data = json.dumps(body).encode() if isinstance(body, dict) else body
+        req = urllib.request.Request(self.url + path, data=data, method="GET" if data is None else "POST")
+        req.add_header("Content-Type", "application/json")
+        key = self.api_key if key == "default" else key
+        if key:
+            req.add_header("Authorization", f"Bearer {key}")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                status, raw = resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            status, raw = err.code, err.read()
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None and self.request("/health")[0] == 200
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(artifact: Path | list[Path], log: Path, *args: str, api_key: str | None = None,
+                 startup_s: float = 90) -> Server:
+    """Start ``trident serve`` on a free local port and wait for ``/health`` to answer 200."""
+    port = free_port()
+    env = {**os.environ, "TRIDENT_ORT_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("TRIDENT_API_KEY", None)
+    if api_key:
+        env["TRIDENT_API_KEY"] = api_key
+    artifacts = [a for path in (artifact if isinstance(artifact, list) else [artifact])
+                 for a in ("--artifact", str(path))]
+    cmd = [sys.executable, "-c", "from trident_core.umbrella import main; main()", "serve", *artifacts,
+           "--port", str(port), *args]
+    handle = log.open("wb")
+    proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    server = Server(f"http://127.0.0.1:{port}", log, proc, api_key)
+    deadline = time.monotonic() + startup_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            if server.request("/health", timeout=2)[0] == 200:
+                return server
+        except OSError:
+            pass
+        time.sleep(0.3)
+    stop_server(server)
+    raise AssertionError(f"server not healthy after {startup_s} s:\n{log.read_text()}")
+
+
+def stop_server(server: Server) -> None:
+    """Stop the server and its worker processes (its own process group, started above)."""
+    if server.proc.poll() is None:
+        os.killpg(server.proc.pid, signal.SIGTERM)
+        try:
+            server.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.proc.pid, signal.SIGKILL)
+            server.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Server]]:
+    """``serving(artifact, *args, api_key=None)`` starts a server that is stopped after the module."""
+    started: list[Server] = []
+
+    def start(artifact: Path | list[Path], *args: str, api_key: str | None = None) -> Server:
+        log = tmp_path_factory.mktemp("serve") / "server.log"
+        started.append(start_server(artifact, log, *args, api_key=api_key))
+        return started[-1]
+
+    yield start
+    for server in started:
+        stop_server(server)
