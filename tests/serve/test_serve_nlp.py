@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import Server
 
 from trident_core.export import export_artifact
 from trident_nlp.export import infer
 from trident_nlp.model import tiny_classifier
 from trident_nlp.module import IntentModule
 from trident_nlp.text import train_wordpiece
-
-from conftest import Server
 
 LABELS = ["oos", "password", "refund", "track"]
 TEXTS = ["i want my money back", "where is my package", "reset my password", "tell me a joke",
