@@ -110,3 +110,25 @@ def serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., 
     yield start
     for server in started:
         stop_server(server)
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_curl(contains: str) -> str:
+    """The curl line of the README's Serving section holding ``contains``."""
+    section = README.read_text(encoding="utf-8").split("## Serving", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if "curl -s " in line and contains in line]
+    assert len(lines) == 1, f"expected one curl line with {contains!r} in the README's Serving section: {lines}"
+    return lines[0]
+
+
+def run_readme_curl(contains: str, server: Server, cwd: Path) -> str:
+    """Run the README's curl line against ``server`` (its port, its API key) in ``cwd``; returns stdout."""
+    line = readme_curl(contains).replace("http://127.0.0.1:8000", server.url)
+    if server.api_key:
+        line = line.replace("curl -s ", f"curl -s -H 'Authorization: Bearer {server.api_key}' ", 1)
+    done = subprocess.run(["bash", "-c", f"set -o pipefail; {line}"], cwd=cwd, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, (line, done.stderr)
+    return done.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import Server
+from conftest import Server, run_readme_curl
 
 from trident_audio.export import infer
 from trident_audio.model import tiny_encoder
@@ -114,3 +115,9 @@ def test_no_torch_in_the_audio_server(server: Server) -> None:
 
 def test_the_server_is_still_up(server: Server) -> None:
     assert server.alive()
+
+
+def test_the_readme_curl_example_runs(server: Server, artifact: Path, clips: dict[str, bytes], tmp_path: Path) -> None:
+    (tmp_path / "call.wav").write_bytes(clips["c.wav"])
+    got = json.loads(run_readme_curl("call.wav", server, tmp_path))
+    assert got["text"] == infer(str(artifact), str(tmp_path / "call.wav"))[0]["text"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import Server
+from conftest import Server, run_readme_curl
 
 from trident_core.export import export_artifact
 from trident_nlp.export import infer
@@ -119,3 +119,11 @@ def test_a_full_queue_answers_503(serving: Callable[..., Server], artifact: Path
 def test_the_server_is_still_up(server: Server) -> None:
     assert server.alive()
     assert json.loads(json.dumps(server.request("/predict", {"text": "hi"})[1]))["intent"] in LABELS
+
+
+def test_the_readme_curl_examples_run(server: Server, artifact: Path, tmp_path: Path) -> None:
+    assert run_readme_curl("/health", server, tmp_path) == "ok"
+    got = json.loads(run_readme_curl("where is my order", server, tmp_path))
+    source = tmp_path / "one.txt"
+    source.write_text("where is my order\n")
+    _same(got, infer(str(artifact), str(source))[0])

@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import Server
+from conftest import Server, run_readme_curl
 from torch import nn
 
 from trident_core.export import export_artifact
@@ -78,3 +78,12 @@ def test_bad_volumes_are_refused_and_the_server_goes_on(server: Server, tmp_path
     assert got_status == status, got
     assert got["field"] == "image" and message in got["error"], got
     assert server.alive()
+
+
+def test_the_readme_curl_example_runs(server: Server, artifact: Path, tmp_path: Path) -> None:
+    image, _, affine = make_phantom(3)
+    _nifti(tmp_path / "case.nii.gz", image, affine)
+    run_readme_curl("case.nii.gz", server, tmp_path)
+    [row] = infer(str(artifact), str(tmp_path / "case.nii.gz"), str(tmp_path / "out"))
+    served = nib.load(str(tmp_path / "case_seg.nii.gz"))
+    np.testing.assert_array_equal(np.asarray(served.dataobj), np.asarray(nib.load(row["mask"]).dataobj))
