@@ -31,6 +31,12 @@ class Server:
     def request(self, path: str, body: bytes | dict | None = None, key: str | None = "default",
                 timeout: float = 60) -> tuple[int, Any]:
         """``(status, parsed JSON or text)`` of a GET (no body) or POST to ``path``."""
+        status, answer, _ = self.request_with_headers(path, body, key, timeout)
+        return status, answer
+
+    def request_with_headers(self, path: str, body: bytes | dict | None = None, key: str | None = "default",
+                             timeout: float = 60) -> tuple[int, Any, dict[str, str]]:
+        """``(status, parsed JSON or text, headers)`` of a GET (no body) or POST to ``path``."""
         data = json.dumps(body).encode() if isinstance(body, dict) else body
         req = urllib.request.Request(self.url + path, data=data, method="GET" if data is None else "POST")
         req.add_header("Content-Type", "application/json")
@@ -39,13 +45,13 @@ class Server:
             req.add_header("Authorization", f"Bearer {key}")
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
-                status, raw = resp.status, resp.read()
+                status, raw, headers = resp.status, resp.read(), {k.lower(): v for k, v in resp.headers.items()}
         except urllib.error.HTTPError as err:
-            status, raw = err.code, err.read()
+            status, raw, headers = err.code, err.read(), {k.lower(): v for k, v in err.headers.items()}
         try:
-            return status, json.loads(raw)
+            return status, json.loads(raw), headers
         except ValueError:
-            return status, raw.decode(errors="replace")
+            return status, raw.decode(errors="replace"), headers
 
     def alive(self) -> bool:
         return self.proc.poll() is None and self.request("/health")[0] == 200

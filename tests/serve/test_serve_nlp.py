@@ -69,10 +69,14 @@ def test_one_request_and_many_at_once_equal_infer(server: Server, artifact: Path
     assert status == 200, got
     _same(got, want[0])
     with ThreadPoolExecutor(max_workers=16) as pool:
-        answers = list(pool.map(lambda i: server.request("/predict", {"text": TEXTS[i % len(TEXTS)]}), range(32)))
-    for i, (status, got) in enumerate(answers):
+        answers = list(pool.map(lambda i: server.request_with_headers("/predict", {"text": TEXTS[i % len(TEXTS)]}),
+                                range(32)))
+    for i, (status, got, _) in enumerate(answers):
         assert status == 200, got
         _same(got, want[i % len(TEXTS)])
+    # concurrent requests were batched (the header says each answer's batch size), never beyond max_batch_size
+    sizes = [int(headers["x-trident-batch-size"]) for _, _, headers in answers]
+    assert max(sizes) > 1 and max(sizes) <= 8, sizes
 
 
 @pytest.mark.parametrize(("body", "status", "field", "message"), [

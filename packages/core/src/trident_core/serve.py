@@ -94,6 +94,17 @@ class _Rejected:
         self.error = error
 
 
+@dataclass(frozen=True)
+class _Done:
+    """A runner output and the size of the batch it ran in (sent back as the ``X-Trident-Batch-Size`` header)."""
+
+    output: Any
+    batch: int
+
+
+BATCH_HEADER = "X-Trident-Batch-Size"
+
+
 class TridentAPI(ls.LitAPI):
     """LitServe API around a domain adapter; one instance per worker process.
 
@@ -133,16 +144,17 @@ class TridentAPI(ls.LitAPI):
         results: list[Any] = list(items)
         if good:
             for i, out in zip(good, self.adapter.predict([items[i] for i in good]), strict=True):
-                results[i] = out
+                results[i] = _Done(out, len(good))
         return results if self.max_batch_size > 1 else results[0]
 
     def encode_response(self, output: Any) -> Any:
         if isinstance(output, _Rejected):
             return output.error.response()
         try:
-            return self.adapter.encode(output)
+            answer = self.adapter.encode(output.output)
         except RequestError as err:
             return err.response()
+        return JSONResponse(answer, headers={BATCH_HEADER: str(output.batch)})
 
 
 class Guard:
