@@ -18,6 +18,38 @@ from typing import Any
 
 import pytest
 
+LABELS = ["oos", "password", "refund", "track"]
+
+
+def nlp_artifact(folder: Path, texts: list[str]) -> Path:
+    """A tiny untrained intent model (random weights give varied intents) with a WordPiece of ``texts``, exported."""
+    import torch
+
+    from trident_core.export import export_artifact
+    from trident_nlp.model import tiny_classifier
+    from trident_nlp.module import IntentModule
+    from trident_nlp.text import train_wordpiece
+
+    torch.manual_seed(0)
+    tokenizer = train_wordpiece(texts, vocab_size=120)
+    net = tiny_classifier(num_labels=len(LABELS), vocab_size=tokenizer.get_vocab_size(), max_length=32)
+    module = IntentModule(net=net, labels=LABELS, tokenizer_json=tokenizer.to_str())
+    module.oos_threshold.fill_(0.3)
+    return export_artifact(module.export_spec(), folder, domain="nlp").path
+
+
+def audio_artifact(folder: Path) -> Path:
+    """A tiny untrained CTC model (random weights transcribe noise as varied letters), exported."""
+    import torch
+
+    from trident_audio.model import tiny_encoder
+    from trident_audio.module import SpeechModule
+    from trident_core.export import export_artifact
+
+    torch.manual_seed(0)
+    module = SpeechModule(tiny_encoder()).eval()
+    return export_artifact(module.export_spec(), folder, domain="audio").path
+
 
 @dataclass
 class Server:

@@ -14,13 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
-from conftest import Server, run_readme_curl
+from conftest import Server, audio_artifact, run_readme_curl
 
 from trident_audio.export import infer
-from trident_audio.model import tiny_encoder
-from trident_audio.module import SpeechModule
-from trident_core.export import export_artifact
 
 # (name, seconds, rate, channels, format): several rates and layouts, resampled and mixed down by the server
 CLIPS = [("a.wav", 0.6, 16000, 1, "WAV"), ("b.flac", 0.9, 8000, 2, "FLAC"), ("c.wav", 1.2, 22050, 1, "WAV"),
@@ -48,9 +44,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    module = SpeechModule(tiny_encoder()).eval()
-    return export_artifact(module.export_spec(), tmp_path_factory.mktemp("asr") / "artifact", domain="audio").path
+    return audio_artifact(tmp_path_factory.mktemp("asr") / "artifact")
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import torch
-from conftest import Server, run_readme_curl
+from conftest import LABELS, Server, nlp_artifact, run_readme_curl
 
-from trident_core.export import export_artifact
 from trident_nlp.export import infer
-from trident_nlp.model import tiny_classifier
-from trident_nlp.module import IntentModule
-from trident_nlp.text import train_wordpiece
 
-LABELS = ["oos", "password", "refund", "track"]
 TEXTS = ["i want my money back", "where is my package", "reset my password", "tell me a joke",
          "refund", "track my order please right now", "hi", "when will my parcel arrive at the door"]
 KEY = "s3cret-key"
@@ -27,13 +21,7 @@ KEY = "s3cret-key"
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny untrained intent model (random weights give varied intents), exported."""
-    torch.manual_seed(0)
-    tokenizer = train_wordpiece(TEXTS, vocab_size=120)
-    net = tiny_classifier(num_labels=len(LABELS), vocab_size=tokenizer.get_vocab_size(), max_length=32)
-    module = IntentModule(net=net, labels=LABELS, tokenizer_json=tokenizer.to_str())
-    module.oos_threshold.fill_(0.3)
-    return export_artifact(module.export_spec(), tmp_path_factory.mktemp("nlp") / "artifact", domain="nlp").path
+    return nlp_artifact(tmp_path_factory.mktemp("nlp") / "artifact", TEXTS)
 
 
 @pytest.fixture(scope="module")

@@ -87,6 +87,35 @@ def decode_b64(request: dict[str, Any], field: str) -> bytes:
         raise RequestError(400, field, f"{field!r} is not valid base64") from None
 
 
+class Chain:
+    """Adapters run one after the other (the call-center pipeline: speech -> text -> intent).
+
+    The first decodes the request; each next one decodes the previous one's answer (the audio answer's ``text`` is
+    the nlp request's ``text``); the answer merges every stage's answer.
+    """
+
+    def __init__(self, stages: list[Any]) -> None:
+        self.stages = stages
+
+    def decode(self, request: dict[str, Any]) -> Any:
+        return self.stages[0].decode(request)
+
+    def predict(self, items: list[Any]) -> list[dict[str, Any]]:
+        answers: list[dict[str, Any]] = [{} for _ in items]
+        for n, stage in enumerate(self.stages):
+            if n:
+                items = [stage.decode(answer) for answer in answers]
+            for answer, out in zip(answers, stage.predict(items), strict=True):
+                answer.update(stage.encode(out))
+        return answers
+
+    def encode(self, answer: dict[str, Any]) -> dict[str, Any]:
+        return answer
+
+
+PIPELINES = {("audio", "nlp")}  # stage domains that chain: the first one's answer holds the next one's request
+
+
 class _Rejected:
     """A decoded request that failed: kept in its batch slot so the other requests of the batch still run."""
 
@@ -109,19 +138,22 @@ class TridentAPI(ls.LitAPI):
     """LitServe API around a domain adapter; one instance per worker process.
 
     Args:
-        artifact: Artifact folder.
-        adapter: ``"package.module:Class"`` of the domain's serving adapter.
+        artifacts: Artifact folders: one, or the stages of a pipeline (see :data:`PIPELINES`).
+        adapters: ``"package.module:Class"`` of each artifact's serving adapter.
         limits: The request limits.
         max_batch_size: Requests per batch.
         batch_timeout: Seconds to wait for a batch to fill.
     """
 
-    def __init__(self, artifact: str, adapter: str, limits: Limits, max_batch_size: int, batch_timeout: float):
+    def __init__(self, artifacts: list[str], adapters: list[str], limits: Limits, max_batch_size: int,
+                 batch_timeout: float):
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=PREDICT_PATH)
-        self.artifact_path, self.adapter_ref, self.limits = artifact, adapter, limits
+        self.artifacts, self.adapter_refs, self.limits = artifacts, adapters, limits
 
     def setup(self, device: str) -> None:
-        self.adapter = load_object(self.adapter_ref)(load_artifact(self.artifact_path), self.limits)
+        stages = [load_object(ref)(load_artifact(path), self.limits)
+                  for path, ref in zip(self.artifacts, self.adapter_refs, strict=True)]
+        self.adapter = stages[0] if len(stages) == 1 else Chain(stages)
         heavy = imported_heavy()
         print(f"trident serve: worker {os.getpid()} ready; torch imported: {heavy['torch']}; "
               f"lightning imported: {heavy['lightning']}", flush=True)
@@ -245,19 +277,28 @@ def adapter_of(artifact: str | Path) -> tuple[str, str]:
     return domain, spec.serve
 
 
-def serve(artifact: str, host: str = "127.0.0.1", port: int = 8000, max_batch_size: int = 8,
+def serve(artifacts: str | list[str], host: str = "127.0.0.1", port: int = 8000, max_batch_size: int = 8,
           batch_timeout: float = 0.01, workers: int = 1, limits: Limits | None = None) -> None:
-    """Run the server until interrupted. See the module docstring and the README's Serving section."""
+    """Run the server until interrupted. See the module docstring and the README's Serving section.
+
+    Args:
+        artifacts: One artifact folder, or several run as a pipeline (an audio artifact then an nlp one).
+    """
     if max_batch_size < 1 or workers < 1 or batch_timeout < 0:
         raise ConfigError("--max_batch_size and --workers must be >= 1 and --batch_timeout >= 0")
+    artifacts = [artifacts] if isinstance(artifacts, str) else list(artifacts)
     limits = limits or Limits()
-    domain, adapter = adapter_of(artifact)
+    found = [adapter_of(path) for path in artifacts]
+    domains = tuple(domain for domain, _ in found)
+    if len(domains) > 1 and domains not in PIPELINES:
+        raise ConfigError(f"--artifact domains {' -> '.join(domains)} do not chain; a pipeline is one of "
+                          f"{[' -> '.join(p) for p in sorted(PIPELINES)]} (e.g. an audio artifact then an nlp one)")
     api_key = os.environ.get(API_KEY_ENV) or None
-    api = TridentAPI(artifact, adapter, limits, max_batch_size, batch_timeout)
+    api = TridentAPI(artifacts, [ref for _, ref in found], limits, max_batch_size, batch_timeout)
     server = ls.LitServer(api, accelerator="cpu", devices=1, workers_per_device=workers, timeout=60,
                           middlewares=[(Guard, {"api_key": api_key, "limits": limits})])
     heavy = imported_heavy()
-    print(f"trident serve: {domain} artifact {artifact} on http://{host}:{port}{PREDICT_PATH}; "
-          f"max_batch_size {max_batch_size}, batch_timeout {batch_timeout}s, workers {workers}; "
+    print(f"trident serve: {' -> '.join(domains)} artifact {' -> '.join(artifacts)} on http://{host}:{port}"
+          f"{PREDICT_PATH}; max_batch_size {max_batch_size}, batch_timeout {batch_timeout}s, workers {workers}; "
           f"API key {'required' if api_key else 'off'}; torch imported: {heavy['torch']}", flush=True)
     server.run(host=host, port=port, generate_client_file=False)

@@ -22,7 +22,9 @@ def _parser(domains: list[str]) -> argparse.ArgumentParser:
     demo.add_argument("--output", default="runs/demo", help="folder for data, runs and artifacts")
     sub.add_parser("domains", help="list installed domains")
     serve = sub.add_parser("serve", help="serve an exported artifact over HTTP (POST /predict, GET /health)")
-    serve.add_argument("--artifact", required=True, help="artifact folder written by `export`")
+    serve.add_argument("--artifact", required=True, action="append",
+                       help="artifact folder written by `export`; twice (audio then nlp) for the speech -> intent "
+                       "pipeline")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max_batch_size", type=int, default=8, help="requests batched into one model call")
