@@ -104,7 +104,7 @@ def test_bad_audio_is_refused_and_the_server_goes_on(server: Server, clips: dict
                    "and torchaudio (read_audio's resampler); the audio package must move read_audio to a torch-free "
                    "module before audio serving runs without torch")
 def test_no_torch_in_the_audio_server(server: Server) -> None:
-    assert re.findall(r"ready; torch imported: (\w+)", server.log.read_text()) == ["False"]
+    assert re.findall(r"ready; providers: \S+; torch imported: (\w+)", server.log.read_text()) == ["False"]
 
 
 def test_the_server_is_still_up(server: Server) -> None:

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import LABELS, Server, nlp_artifact, run_readme_curl
+from conftest import LABELS, Server, nlp_artifact, run_readme_curl, start_server
 
 from trident_nlp.export import infer
 
@@ -45,9 +45,16 @@ def _same(got: dict, want: dict) -> None:
 def test_health_and_no_torch_in_the_server(server: Server) -> None:
     assert server.request("/health") == (200, "ok")
     log = server.log.read_text()
-    workers = re.findall(r"worker \d+ ready; torch imported: (\w+); lightning imported: (\w+)", log)
-    assert workers == [("False", "False")], log
+    workers = re.findall(r"worker \d+ ready; providers: (\S+); torch imported: (\w+); lightning imported: (\w+)",
+                         log)
+    assert workers == [("CPUExecutionProvider", "False", "False")], log  # no onnxruntime-gpu here: CPU by default
+    assert "providers CPUExecutionProvider;" in log.splitlines()[0], log
     assert "torch imported: False" in log.splitlines()[0], log
+
+
+def test_unavailable_providers_are_refused_at_startup(artifact: Path, tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match=r"exited with 2[\s\S]*\['BogusExecutionProvider'\] not available"):
+        start_server(artifact, tmp_path / "server.log", "--providers", "BogusExecutionProvider")
 
 
 def test_one_request_and_many_at_once_equal_infer(server: Server, artifact: Path, tmp_path: Path) -> None:

@@ -67,18 +67,43 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def default_providers() -> list[str]:
+    """onnxruntime execution providers to serve with: CUDA first when onnxruntime-gpu offers it, else CPU."""
+    import onnxruntime as ort
+
+    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+
+
+def check_providers(providers: list[str]) -> list[str]:
+    """``providers`` when onnxruntime offers every one of them.
+
+    Raises:
+        ArtifactError: naming the unavailable providers and the available ones.
+    """
+    import onnxruntime as ort
+
+    missing = [p for p in providers if p not in ort.get_available_providers()]
+    if missing:
+        raise ArtifactError(f"--providers {missing} not available in this onnxruntime; available: "
+                            f"{ort.get_available_providers()} (CUDA needs onnxruntime-gpu)")
+    return providers
+
+
 class Artifact:
     """An exported model, run with onnxruntime.
 
     Args:
         path: The artifact folder.
         threads: onnxruntime intra-op threads; ``None`` lets onnxruntime choose (all cores).
+        providers: onnxruntime execution providers in order of preference; ``None``: CPU.
     """
 
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None, providers: list[str] | None = None) -> None:
         self.path = Path(path)
         self.metadata = read_metadata(self.path)
         self.threads = threads
+        self.providers = list(providers) if providers else ["CPUExecutionProvider"]
 
     @property
     def domain_metadata(self) -> dict[str, Any]:
@@ -112,7 +137,7 @@ class Artifact:
             options.intra_op_num_threads = threads
         onnx_path = self.path / self.metadata["files"]["onnx"]
         try:
-            return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(str(onnx_path), options, providers=self.providers)
         except Exception as err:  # onnxruntime raises its own untyped errors for corrupt graphs
             raise ArtifactError(f"{onnx_path}: onnxruntime cannot load it ({err}); re-run `export`") from None
 
@@ -141,6 +166,6 @@ class Artifact:
         return dict(zip(self.output_names, outputs, strict=True))
 
 
-def load_artifact(path: str | Path, threads: int | None = None) -> Artifact:
+def load_artifact(path: str | Path, threads: int | None = None, providers: list[str] | None = None) -> Artifact:
     """Open and validate an artifact folder. See :class:`Artifact`."""
-    return Artifact(path, threads=threads)
+    return Artifact(path, threads=threads, providers=providers)

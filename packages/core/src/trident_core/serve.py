@@ -25,7 +25,7 @@ from typing import Any
 import litserve as ls
 from fastapi.responses import JSONResponse
 
-from trident_core.artifact import load_artifact, read_metadata
+from trident_core.artifact import check_providers, default_providers, load_artifact, read_metadata
 from trident_core.domain import installed_domains, load_object
 from trident_core.errors import ArtifactError, ConfigError
 
@@ -146,17 +146,21 @@ class TridentAPI(ls.LitAPI):
     """
 
     def __init__(self, artifacts: list[str], adapters: list[str], limits: Limits, max_batch_size: int,
-                 batch_timeout: float):
+                 batch_timeout: float, providers: list[str]):
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=PREDICT_PATH)
         self.artifacts, self.adapter_refs, self.limits = artifacts, adapters, limits
+        self.providers = providers
 
     def setup(self, device: str) -> None:
-        stages = [load_object(ref)(load_artifact(path), self.limits)
-                  for path, ref in zip(self.artifacts, self.adapter_refs, strict=True)]
+        opened = [load_artifact(path, providers=self.providers) for path in self.artifacts]
+        stages = [load_object(ref)(artifact, self.limits) for artifact, ref in zip(opened, self.adapter_refs,
+                                                                                   strict=True)]
         self.adapter = stages[0] if len(stages) == 1 else Chain(stages)
         heavy = imported_heavy()
-        print(f"trident serve: worker {os.getpid()} ready; torch imported: {heavy['torch']}; "
-              f"lightning imported: {heavy['lightning']}", flush=True)
+        # the session is created here, not on the first request, so the log shows the providers it really got
+        used = sorted({p for artifact in opened for p in artifact.session.get_providers()})
+        print(f"trident serve: worker {os.getpid()} ready; providers: {', '.join(used)}; torch imported: "
+              f"{heavy['torch']}; lightning imported: {heavy['lightning']}", flush=True)
 
     def decode_request(self, request):  # type: ignore[no-untyped-def]  # unannotated: LitServe then passes the JSON
         try:
@@ -278,11 +282,13 @@ def adapter_of(artifact: str | Path) -> tuple[str, str]:
 
 
 def serve(artifacts: str | list[str], host: str = "127.0.0.1", port: int = 8000, max_batch_size: int = 8,
-          batch_timeout: float = 0.01, workers: int = 1, limits: Limits | None = None) -> None:
+          batch_timeout: float = 0.01, workers: int = 1, limits: Limits | None = None,
+          providers: list[str] | None = None) -> None:
     """Run the server until interrupted. See the module docstring and the README's Serving section.
 
     Args:
         artifacts: One artifact folder, or several run as a pipeline (an audio artifact then an nlp one).
+        providers: onnxruntime execution providers; ``None``: CUDA when onnxruntime-gpu offers it, else CPU.
     """
     if max_batch_size < 1 or workers < 1 or batch_timeout < 0:
         raise ConfigError("--max_batch_size and --workers must be >= 1 and --batch_timeout >= 0")
@@ -293,12 +299,14 @@ def serve(artifacts: str | list[str], host: str = "127.0.0.1", port: int = 8000,
     if len(domains) > 1 and domains not in PIPELINES:
         raise ConfigError(f"--artifact domains {' -> '.join(domains)} do not chain; a pipeline is one of "
                           f"{[' -> '.join(p) for p in sorted(PIPELINES)]} (e.g. an audio artifact then an nlp one)")
+    providers = check_providers(providers) if providers else default_providers()
     api_key = os.environ.get(API_KEY_ENV) or None
-    api = TridentAPI(artifacts, [ref for _, ref in found], limits, max_batch_size, batch_timeout)
+    api = TridentAPI(artifacts, [ref for _, ref in found], limits, max_batch_size, batch_timeout, providers)
     server = ls.LitServer(api, accelerator="cpu", devices=1, workers_per_device=workers, timeout=60,
                           middlewares=[(Guard, {"api_key": api_key, "limits": limits})])
     heavy = imported_heavy()
     print(f"trident serve: {' -> '.join(domains)} artifact {' -> '.join(artifacts)} on http://{host}:{port}"
-          f"{PREDICT_PATH}; max_batch_size {max_batch_size}, batch_timeout {batch_timeout}s, workers {workers}; "
+          f"{PREDICT_PATH}; providers {', '.join(providers)}; max_batch_size {max_batch_size}, batch_timeout "
+          f"{batch_timeout}s, workers {workers}; "
           f"API key {'required' if api_key else 'off'}; torch imported: {heavy['torch']}", flush=True)
     server.run(host=host, port=port, generate_client_file=False)

@@ -33,6 +33,8 @@ def _parser(domains: list[str]) -> argparse.ArgumentParser:
     serve.add_argument("--max_body_mb", type=float, default=64.0, help="largest request body (413 above)")
     serve.add_argument("--max_audio_seconds", type=float, default=120.0, help="longest audio (413 above)")
     serve.add_argument("--max_voxels", type=int, default=512**3, help="largest volume (413 above)")
+    serve.add_argument("--providers", nargs="+", help="onnxruntime execution providers, in order (default: "
+                       "CUDAExecutionProvider when onnxruntime-gpu is installed, else CPUExecutionProvider)")
     serve.add_argument("--max_queue", type=int, default=256, help="requests in flight before 503")
     for name in domains:
         sub.add_parser(name, help=f"the {name} domain's CLI (`trident {name} --help`)", add_help=False)
@@ -78,7 +80,7 @@ def _serve(ns: argparse.Namespace) -> None:
                     max_voxels=ns.max_voxels, max_queue=ns.max_queue)
     try:
         serve(ns.artifact, host=ns.host, port=ns.port, max_batch_size=ns.max_batch_size,
-              batch_timeout=ns.batch_timeout, workers=ns.workers, limits=limits)
+              batch_timeout=ns.batch_timeout, workers=ns.workers, limits=limits, providers=ns.providers)
     except TridentError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
