@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +16,7 @@ import soundfile as sf
 from conftest import Server, audio_artifact, nlp_artifact, start_server
 
 from trident_audio.export import infer as transcribe
+from trident_core.umbrella import main
 from trident_nlp.export import infer as classify
 
 # the tiny ASR model's kind of output (letters) so the tokenizer knows some of its pieces
@@ -62,3 +64,25 @@ def test_artifacts_that_do_not_chain_are_refused(artifacts: tuple[Path, Path], t
     asr, nlp = artifacts
     with pytest.raises(AssertionError, match=r"exited with 2[\s\S]*nlp -> audio do not chain"):
         start_server([nlp, asr], tmp_path / "server.log")
+
+
+def test_offline_pipeline_equals_the_served_one(artifacts: tuple[Path, Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    asr, nlp = artifacts
+    for i in range(3):
+        (tmp_path / "audio" / f"{i}.wav").parent.mkdir(exist_ok=True)
+        (tmp_path / "audio" / f"{i}.wav").write_bytes(_wav(0.6 + 0.2 * i, 16000, i))
+    manifest = tmp_path / "audio" / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps({"audio_filepath": f"{i}.wav"}) + "\n" for i in range(3)))
+    main(["pipeline", "--artifact", str(asr), "--artifact", str(nlp), "--input", str(manifest),
+          "--output", str(tmp_path / "pipeline.jsonl")])
+    rows = [json.loads(line) for line in (tmp_path / "pipeline.jsonl").read_text().splitlines()]
+    texts = [row["text"] for row in transcribe(str(asr), str(manifest))]
+    (tmp_path / "texts.txt").write_text("".join(t + "\n" for t in texts))
+    intents = classify(str(nlp), str(tmp_path / "texts.txt"))
+    assert [r["text"] for r in rows] == texts and all(texts)
+    assert [(r["intent"], r["in_scope"]) for r in rows] == [(w["intent"], w["in_scope"]) for w in intents]
+    assert [Path(r["audio_filepath"]).name for r in rows] == ["0.wav", "1.wav", "2.wav"]
+    with pytest.raises(SystemExit) as info:
+        main(["pipeline", "--artifact", str(nlp), "--artifact", str(asr), "--input", str(manifest)])
+    assert info.value.code == 2 and "nlp -> audio do not chain" in capsys.readouterr().err

@@ -310,3 +310,32 @@ def serve(artifacts: str | list[str], host: str = "127.0.0.1", port: int = 8000,
           f"{batch_timeout}s, workers {workers}; "
           f"API key {'required' if api_key else 'off'}; torch imported: {heavy['torch']}", flush=True)
     server.run(host=host, port=port, generate_client_file=False)
+
+
+def pipeline(artifacts: list[str], input: str, output: str | None = None,
+             limits: Limits | None = None) -> list[dict[str, Any]]:
+    """``trident pipeline``: the served pipeline offline, over a domain input (for audio: a file, folder or manifest).
+
+    The first artifact runs its domain's ``infer`` on ``input``; each row's answer then goes through the next
+    stages' serving adapters exactly as a served request's does. Returns one merged row per input, also written as
+    JSONL to ``output`` (a folder gets ``pipeline.jsonl``) when given.
+
+    Raises:
+        ConfigError: the artifacts' domains do not chain (see :data:`PIPELINES`).
+    """
+    from trident_core.output import write_jsonl
+
+    found = [adapter_of(path) for path in artifacts]
+    domains = tuple(domain for domain, _ in found)
+    if len(domains) < 2 or domains not in PIPELINES:
+        raise ConfigError(f"--artifact domains {' -> '.join(domains)} do not chain; a pipeline is one of "
+                          f"{[' -> '.join(p) for p in sorted(PIPELINES)]} (e.g. an audio artifact then an nlp one)")
+    limits = limits or Limits()
+    rows = load_object(installed_domains()[domains[0]].infer)(artifacts[0], input)
+    later = Chain([load_object(ref)(load_artifact(path), limits)
+                   for path, (_, ref) in zip(artifacts[1:], found[1:], strict=True)])
+    answers = later.predict([later.decode(row) for row in rows])
+    merged = [{**row, **answer} for row, answer in zip(rows, answers, strict=True)]
+    if output is not None:
+        write_jsonl(merged, output, "pipeline.jsonl")
+    return merged

@@ -21,6 +21,11 @@ def _parser(domains: list[str]) -> argparse.ArgumentParser:
     demo.add_argument("--domain", nargs="+", choices=domains, help="only these domains (default: all installed)")
     demo.add_argument("--output", default="runs/demo", help="folder for data, runs and artifacts")
     sub.add_parser("domains", help="list installed domains")
+    pipe = sub.add_parser("pipeline", help="run artifacts one after the other offline (audio then nlp: speech -> "
+                          "intent), as `serve` with several --artifact does")
+    pipe.add_argument("--artifact", required=True, action="append", help="artifact folders, in order")
+    pipe.add_argument("--input", required=True, help="the first artifact's input (audio: file, folder or manifest)")
+    pipe.add_argument("--output", help="JSONL file (or folder: pipeline.jsonl); default: JSONL on stdout")
     serve = sub.add_parser("serve", help="serve an exported artifact over HTTP (POST /predict, GET /health)")
     serve.add_argument("--artifact", required=True, action="append",
                        help="artifact folder written by `export`; twice (audio then nlp) for the speech -> intent "
@@ -68,8 +73,26 @@ def main(args: list[str] | None = None) -> None:
             raise SystemExit(1)
     elif ns.command == "serve":
         _serve(ns)
+    elif ns.command == "pipeline":
+        _pipeline(ns)
     else:
         _parser(sorted(domains)).print_help()
+
+
+def _pipeline(ns: argparse.Namespace) -> None:
+    import json
+
+    from trident_core.errors import TridentError
+    from trident_core.serve import pipeline
+
+    try:
+        rows = pipeline(ns.artifact, ns.input, ns.output)
+    except TridentError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if ns.output is None:
+        for row in rows:
+            print(json.dumps(row))
 
 
 def _serve(ns: argparse.Namespace) -> None:
