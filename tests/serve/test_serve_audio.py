@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import Server, audio_artifact, run_readme_curl
+from serve_fixtures import Server, audio_artifact, run_readme_curl
 
 from trident_audio.export import infer
 

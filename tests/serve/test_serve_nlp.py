@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import LABELS, Server, nlp_artifact, run_readme_curl, start_server
+from serve_fixtures import LABELS, Server, nlp_artifact, run_readme_curl, start_server
 
 from trident_nlp.export import infer
 

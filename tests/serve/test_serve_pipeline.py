@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import Server, audio_artifact, nlp_artifact, start_server
+from serve_fixtures import Server, audio_artifact, nlp_artifact, start_server
 
 from trident_audio.export import infer as transcribe
 from trident_core.umbrella import main

@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import Server, run_readme_curl
+from serve_fixtures import Server, run_readme_curl
 from torch import nn
 
 from trident_core.export import export_artifact

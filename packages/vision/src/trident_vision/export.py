@@ -259,8 +259,24 @@ class Segmenter:
         inverted = Invertd("pred", transform=self.preprocess, orig_keys="image", nearest_interp=False)(data)["pred"]
         return segmentation_mask(inverted.as_tensor(), meta.postprocess).cpu().numpy()
 
+    def label_image(self, mask: np.ndarray) -> np.ndarray:
+        """Class indices -> the label values the dataset uses (``[0, 1, 4]``), as uint8 (uint16 above 255)."""
+        values = self.metadata.values
+        return np.asarray(values, dtype=np.uint8 if max(values) < 256 else np.uint16)[mask]
 
-def _write_mask(mask: np.ndarray, reference: Path, target: Path) -> None:
+    def volumes_ml(self, mask: np.ndarray, affine: np.ndarray) -> dict[str, float]:
+        """Volume in mL of every foreground class of ``mask`` on a grid with ``affine``."""
+        voxel_ml = voxel_volume_ml(affine)
+        counts = np.bincount(mask.ravel(), minlength=self.metadata.num_classes)
+        return {name: float(counts[i]) * voxel_ml for i, name in enumerate(self.metadata.class_names) if i}
+
+
+def voxel_volume_ml(affine: np.ndarray) -> float:
+    """Volume of one voxel in mL (|det| of the affine's 3x3 part, in mm^3, / 1000)."""
+    return float(abs(np.linalg.det(np.asarray(affine)[:3, :3]))) / 1000.0
+
+
+def write_mask(mask: np.ndarray, reference: Path, target: Path) -> None:
     """Write ``mask`` with the reference image's affine and header (its own dtype), atomically."""
     import nibabel as nib
 
@@ -302,22 +318,18 @@ def infer(artifact: str, input: str, output: str | None = None, batch_size: int 
         raise DataError("--output must be a folder for the masks", path=out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    # class index -> the label value the dataset uses (``[0, 1, 4]``)
-    values = np.asarray(meta.values, dtype=np.uint8 if max(meta.values) < 256 else np.uint16)
     for path in files:
         _, affine = check_image(path)
         mask = segment(path)
         reference = path[0] if isinstance(path, list) else path
         target = out_dir / f"{case_name(reference)}_seg.nii.gz"
-        _write_mask(values[mask], reference, target)
-        voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
-        counts = np.bincount(mask.ravel(), minlength=meta.num_classes)
+        write_mask(segment.label_image(mask), reference, target)
         rows.append({
             "input": [str(p) for p in path] if isinstance(path, list) else str(path),
             "mask": str(target),
             "shape": list(mask.shape),
-            "voxel_ml": voxel_ml,
-            "volumes_ml": {name: float(counts[i]) * voxel_ml for i, name in enumerate(meta.class_names) if i},
+            "voxel_ml": voxel_volume_ml(affine),
+            "volumes_ml": segment.volumes_ml(mask, affine),
         })
     write_text_atomic(out_dir / "summary.json", json.dumps(rows, indent=2) + "\n")
     return rows

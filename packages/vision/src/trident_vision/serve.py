@@ -21,14 +21,14 @@ from trident_core.artifact import Artifact
 from trident_core.errors import DataError
 from trident_core.serve import Limits, RequestError, decode_b64
 from trident_vision.datalist import check_image
-from trident_vision.export import Segmenter, _write_mask
+from trident_vision.export import Segmenter, write_mask
 
 
 @dataclass
 class _Volume:
     folder: Path
     path: Path
-    voxel_ml: float
+    affine: np.ndarray
 
 
 class Serving:
@@ -42,8 +42,6 @@ class Serving:
     def __init__(self, artifact: Artifact, limits: Limits) -> None:
         self.segment = Segmenter(artifact)
         self.limits = limits
-        values = self.segment.metadata.values
-        self.values = np.asarray(values, dtype=np.uint8 if max(values) < 256 else np.uint16)
 
     def decode(self, request: dict[str, Any]) -> _Volume:
         import nibabel as nib
@@ -67,7 +65,7 @@ class Serving:
         except RequestError:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        return _Volume(folder, path, float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0)
+        return _Volume(folder, path, affine)
 
     def predict(self, volumes: list[_Volume]) -> list[tuple[_Volume, np.ndarray]]:
         return [(volume, self.segment(volume.path)) for volume in volumes]
@@ -76,10 +74,8 @@ class Serving:
         volume, mask = output
         try:
             target = volume.folder / "mask.nii.gz"
-            _write_mask(self.values[mask], volume.path, target)
-            counts = np.bincount(mask.ravel(), minlength=self.segment.metadata.num_classes)
-            names = self.segment.metadata.class_names
+            write_mask(self.segment.label_image(mask), volume.path, target)
             return {"mask": base64.b64encode(target.read_bytes()).decode("ascii"),
-                    "volumes_ml": {name: float(counts[i]) * volume.voxel_ml for i, name in enumerate(names) if i}}
+                    "volumes_ml": self.segment.volumes_ml(mask, volume.affine)}
         finally:
             shutil.rmtree(volume.folder, ignore_errors=True)
