@@ -57,7 +57,7 @@ def test_fit_test_export_infer_through_the_cli(tmp_path: Path, capsys: pytest.Ca
     main(["infer", "--artifact", str(tmp_path / "artifact"), "--input", str(tmp_path / "data" / "test.jsonl"),
           "--batch_size", "1"])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    assert len(rows) == 2 and all(set(r) == {"audio_filepath", "text"} for r in rows)
+    assert len(rows) == 2 and all({"audio_filepath", "pred_text", "text", "duration"} <= set(r) for r in rows)
     assert all(Path(r["audio_filepath"]).is_file() for r in rows)
 
     out = tmp_path / "out"

@@ -121,7 +121,7 @@ def test_training_manifests_and_infer_inputs_resolve_audio_paths_alike(
         {"audio_filepath": str(outside), "text": "two"},
     ])
     expected = [(tmp_path / "m" / "clips" / "a.wav").resolve(), outside]
-    assert [u.audio_path for u in read_manifest(good)] == expected == list_inputs(good)
+    assert [u.audio_path for u in read_manifest(good)] == expected == [i.path for i in list_inputs(good)]
 
     bad = write_manifest(tmp_path / "m" / "bad.jsonl", [{"audio_filepath": "../elsewhere/b.wav", "text": "x"}])
     errors = []

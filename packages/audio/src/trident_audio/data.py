@@ -38,7 +38,7 @@ class SpeechDataset(Dataset[dict[str, Any]]):
     def __getitem__(self, index: int) -> dict[str, Any]:
         utt = self.utterances[index]
         try:
-            waveform = read_audio(utt.audio_path, self.sample_rate)
+            waveform = read_audio(utt.audio_path, self.sample_rate, utt.start, utt.frames)  # only the segment
         except (AudioReadError, OSError) as err:
             raise DataError(f"{utt.audio_path}: {err}", path=utt.manifest, line=utt.line,
                             key="audio_filepath") from None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 
 from trident_audio.decoding import WordNgramLM, greedy_decode, prefix_beam_search
-from trident_audio.manifest import manifest_records, resolve_audio_path
+from trident_audio.manifest import manifest_records, resolve_audio_path, segment
 from trident_audio.text import Tokenizer, tokenizer_from_dict
 from trident_audio.transforms import AudioReadError, read_audio
 from trident_core.artifact import Artifact, load_artifact
@@ -187,8 +187,21 @@ def export_spec(module: SpeechModule) -> ExportSpec:
     )
 
 
-def list_inputs(source: str | Path) -> list[Path]:
-    """Audio files named by ``source``: one file, every audio file under a folder, or a manifest's files.
+@dataclasses.dataclass(frozen=True)
+class InferInput:
+    """One thing to transcribe: a file, or the segment a manifest line names, and that line's other keys."""
+
+    path: Path
+    start: int = 0  # first frame at the file's rate
+    frames: int = -1  # -1: to the end of the file
+    record: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def list_inputs(source: str | Path) -> list[InferInput]:
+    """What ``source`` names: one file, every audio file under a folder, or a manifest's files (or segments).
+
+    A manifest line's ``offset``/``duration`` select a segment by the training rule
+    (:func:`trident_audio.manifest.segment`), so a NeMo manifest of long recordings is transcribed segment by segment.
 
     Raises:
         DataError: when the input does not exist, holds no audio, or a manifest line is malformed.
@@ -201,14 +214,19 @@ def list_inputs(source: str | Path) -> list[Path]:
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
         if not files:
             raise DataError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder", path=path)
-        return files
+        return [InferInput(f) for f in files]
     if path.suffix.lower() in (".jsonl", ".json"):
-        files = [resolve_audio_path(record.get("audio_filepath"), path, line)
-                 for line, record in manifest_records(path)]
-        if not files:
+        inputs = []
+        for line, record in manifest_records(path):
+            audio = resolve_audio_path(record.get("audio_filepath"), path, line)
+            start, frames = 0, -1
+            if "offset" in record or "duration" in record:
+                start, frames, _ = segment(record, audio, path, line, max_audio_seconds=float("inf"))
+            inputs.append(InferInput(audio, start, frames, record))
+        if not inputs:
             raise DataError("manifest holds no audio_filepath", path=path)
-        return files
-    return [path]
+        return inputs
+    return [InferInput(path)]
 
 
 def split_long(samples: np.ndarray, sample_rate: int, chunk_seconds: float) -> list[np.ndarray]:
@@ -285,10 +303,11 @@ class Transcriber:
                 joined[i].append(text)
         return [" ".join(parts) for parts in joined]
 
-    def read(self, path: Path) -> np.ndarray:
-        """Mono float32 audio of ``path`` resampled to the artifact's rate; a DataError naming the file if not."""
+    def read(self, path: Path, start: int = 0, frames: int = -1) -> np.ndarray:
+        """Mono float32 audio of ``path`` (or of its segment) resampled to the artifact's rate; a DataError naming
+        the file if not."""
         try:
-            return read_audio(path, self.sample_rate)
+            return read_audio(path, self.sample_rate, start, frames)
         except AudioReadError as err:
             raise DataError(str(err), path=path) from None
 
@@ -300,18 +319,20 @@ def infer(
     """Transcribe ``input`` (audio file, folder or JSONL manifest) with an artifact on onnxruntime.
 
     Returns:
-        One ``{"audio_filepath", "text"}`` row per file, in input order; also written as JSONL to ``output``
-        (a file, or ``transcripts.jsonl`` inside a folder) when given.
+        One row per file or manifest line, in input order, NeMo's shape: the transcript under ``pred_text``, the
+        resolved ``audio_filepath``, and a manifest line's other keys (its reference ``text``, ``offset``,
+        ``duration``...) kept as they were; also written as JSONL to ``output`` (a file, or ``transcripts.jsonl``
+        inside a folder) when given.
     """
     transcriber = Transcriber(artifact, decoder=decoder)
-    files = list_inputs(input)
+    inputs = list_inputs(input)
     rows: list[dict[str, Any]] = []
     # bounded memory: read and transcribe a window of files at a time
     window = max(batch_size * 8, 64)
-    for start in range(0, len(files), window):
-        part = files[start : start + window]
-        texts = transcriber.transcribe([transcriber.read(p) for p in part], batch_size)
-        rows += [{"audio_filepath": str(p), "text": t} for p, t in zip(part, texts, strict=True)]
+    for start in range(0, len(inputs), window):
+        part = inputs[start : start + window]
+        texts = transcriber.transcribe([transcriber.read(i.path, i.start, i.frames) for i in part], batch_size)
+        rows += [{**i.record, "audio_filepath": str(i.path), "pred_text": t} for i, t in zip(part, texts, strict=True)]
     if output is not None:
         write_jsonl(rows, output, "transcripts.jsonl")
     return rows

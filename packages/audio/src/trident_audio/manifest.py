@@ -1,9 +1,11 @@
 """NeMo-style JSONL manifests: the one rule for ``audio_filepath``, the line reader and the validated reader.
 
-A manifest line is ``{"audio_filepath": ..., "duration": ..., "text": ...}`` (optionally ``"voice"`` or
-``"speaker"``, used for the per-voice WER table). Relative paths resolve from the manifest's folder and may
-not leave it (:func:`resolve_audio_path`; training data and ``infer`` inputs follow the same rule). Every
-problem a user can cause is a :class:`~trident_core.errors.DataError` naming the manifest, the line and the key.
+A manifest line is ``{"audio_filepath": ..., "duration": ..., "text": ...}`` (optionally ``"offset"``, and
+``"voice"`` or ``"speaker"``, used for the per-voice WER table). As in NeMo, ``offset`` and ``duration`` (seconds)
+select a segment of the recording, and only that segment is read (:func:`segment`). Relative paths resolve from
+the manifest's folder and may not leave it (:func:`resolve_audio_path`; training data and ``infer`` inputs follow
+the same rule). Every problem a user can cause is a :class:`~trident_core.errors.DataError` naming the manifest,
+the line and the key.
 Light: no Lightning, so inference can read manifests too.
 """
 
@@ -34,6 +36,8 @@ class Utterance:
     voice: str
     manifest: Path
     line: int
+    start: int = 0  # first frame of the segment, at the file's own rate
+    frames: int = -1  # frames of the segment at the file's own rate (-1: to the end of the file)
 
 
 def resolve_audio_path(value: Any, manifest: Path, line: int) -> Path:
@@ -112,25 +116,70 @@ def _parse_line(
             tokens = tuple(tokenizer.encode(normalised))
         except OutOfVocabularyError as err:
             raise DataError(f"{err} (normalised text {normalised!r})", path=manifest, line=line, key="text") from None
+    start, frames, seconds = segment(record, audio, manifest, line, max_audio_seconds)
+    voice = record.get("voice", record.get("speaker", "unknown"))
+    return Utterance(audio, seconds, normalised, tokens, str(voice), manifest, line, start, frames)
+
+
+SEGMENT_SLACK_SECONDS = 0.1  # a duration rounded up past the end of the file is clipped, not an error
+
+
+def _seconds(record: dict[str, Any], key: str, manifest: Path, line: int) -> float | None:
+    value = record.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise DataError(f"{key} must be a finite number of seconds, got {value!r}", path=manifest, line=line, key=key)
+    return float(value)
+
+
+def segment(
+    record: dict[str, Any], audio: Path, manifest: Path, line: int, max_audio_seconds: float = 600.0
+) -> tuple[int, int, float]:
+    """The part of ``audio`` a manifest line names, NeMo's rule: ``offset`` seconds in, ``duration`` seconds long.
+
+    Without ``offset`` the segment starts at 0; without ``duration`` it runs to the end of the file. A duration
+    that ends at most :data:`SEGMENT_SLACK_SECONDS` after the end of the file (rounded durations) is clipped.
+
+    Returns:
+        ``(start, frames, seconds)``: first frame and frame count at the file's own rate (``frames`` is -1 for
+        "to the end"), and the segment's length in seconds.
+
+    Raises:
+        DataError: naming the manifest, the line and the key: a missing or unreadable file, a non-numeric,
+            negative or zero value, an offset at or past the end of the file, a segment ending after it, or one
+            longer than ``max_audio_seconds``.
+    """
     if not audio.is_file():
         raise DataError(f"audio file {audio} not found", path=manifest, line=line, key="audio_filepath")
     try:
-        frames, rate = audio_info(audio)
+        total, rate = audio_info(audio)
     except AudioReadError as err:
         raise DataError(f"{audio}: {err}", path=manifest, line=line, key="audio_filepath") from None
-    if frames <= 0 or rate <= 0:
+    if total <= 0 or rate <= 0:
         raise DataError(f"{audio}: zero-length audio", path=manifest, line=line, key="audio_filepath")
-    duration = record.get("duration", frames / rate)
-    if isinstance(duration, bool) or not isinstance(duration, int | float) or not math.isfinite(duration):
-        raise DataError(f"duration must be a finite number, got {duration!r}", path=manifest, line=line,
-                        key="duration")
-    if duration <= 0 or duration > max_audio_seconds or frames / rate > max_audio_seconds:
+    file_seconds = total / rate
+    offset = _seconds(record, "offset", manifest, line) or 0.0
+    if offset < 0 or offset >= file_seconds:
+        raise DataError(f"offset {offset}s is outside the file {audio} ({file_seconds:.3f}s long); offset is the "
+                        "segment's start in seconds", path=manifest, line=line, key="offset")
+    duration = _seconds(record, "duration", manifest, line)
+    length = file_seconds - offset if duration is None else duration
+    if length <= 0 or length > max_audio_seconds:
         raise DataError(
-            f"duration {duration!r}s (file: {frames / rate:.2f}s) is outside (0, {max_audio_seconds}]s; split long "
+            f"duration {length!r}s (file: {file_seconds:.2f}s) is outside (0, {max_audio_seconds}]s; split long "
             "recordings or raise data.max_audio_seconds", path=manifest, line=line, key="duration",
         )
-    voice = record.get("voice", record.get("speaker", "unknown"))
-    return Utterance(audio, float(frames / rate), normalised, tokens, str(voice), manifest, line)
+    if offset + length > file_seconds + SEGMENT_SLACK_SECONDS:
+        raise DataError(f"the segment [{offset}, {offset + length}]s ends after the end of the file {audio} "
+                        f"({file_seconds:.3f}s long)", path=manifest, line=line, key="duration")
+    start = round(offset * rate)
+    if duration is None and start == 0:
+        return 0, -1, file_seconds
+    frames = min(round(length * rate), total - start)
+    if frames <= 0:
+        raise DataError(f"the segment holds no samples of {audio}", path=manifest, line=line, key="duration")
+    return start, frames, frames / rate
 
 
 def read_manifest(

@@ -54,14 +54,15 @@ def audio_info(path: str | Path) -> tuple[int, int]:
     return int(info.frames), int(info.samplerate)
 
 
-def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Read a WAV/FLAC/... file as mono float32 at ``sample_rate``.
+def read_audio(path: str | Path, sample_rate: int, start: int = 0, frames: int = -1) -> np.ndarray:
+    """Read a WAV/FLAC/... file (or only ``frames`` frames from ``start``, at the file's rate) as mono float32 at
+    ``sample_rate``; a segment is read by seeking, the rest of the file is not decoded.
 
     Raises:
         AudioReadError: when the file is not decodable audio, holds no samples, or has non-finite samples.
     """
     try:
-        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        samples, rate = sf.read(str(path), frames=frames, start=start, dtype="float32", always_2d=True)
     except Exception as err:
         raise AudioReadError(f"cannot decode audio ({_reason(err)})") from None
     if samples.shape[0] == 0:
