@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from trident_audio.augment import Augmentation
 from trident_audio.manifest import Utterance, read_manifest
 from trident_audio.text import TextNormalizer, Tokenizer, tokenizer_from_dict, train_bpe
 from trident_audio.transforms import AudioReadError, read_audio
@@ -49,6 +50,7 @@ class SpeechDataset(Dataset[dict[str, Any]]):
             "voice": utt.voice,
             "audio_filepath": str(utt.audio_path),
             "sample_rate": self.sample_rate,
+            "index": index,  # seeds the utterance's augmentation with the epoch (data.augment)
         }
 
 
@@ -70,7 +72,21 @@ def collate_speech(items: list[dict[str, Any]]) -> dict[str, Any]:
         "voice": [i["voice"] for i in items],
         "audio_filepath": [i["audio_filepath"] for i in items],
         "sample_rate": items[0]["sample_rate"],  # one dataset, one rate: the module checks it against its net's
+        "index": torch.tensor([i["index"] for i in items], dtype=torch.long),
     }
+
+
+def augment_batch(batch: dict[str, Any], augment: Augmentation, *, seed: int, epoch: int) -> dict[str, Any]:
+    """``augment`` every utterance of a collated batch (seeded by ``seed``, ``epoch`` and its dataset index) and
+    pad again (speed perturbation changes lengths)."""
+    rate = batch["sample_rate"]
+    waves = [augment(wave[:n], rate, seed=seed, epoch=epoch, index=int(i))
+             for wave, n, i in zip(batch["waveform"], batch["lengths"].tolist(), batch["index"], strict=True)]
+    lengths = torch.tensor([len(w) for w in waves], dtype=torch.long)
+    padded = torch.zeros(len(waves), int(lengths.max()), dtype=batch["waveform"].dtype)
+    for row, wave in enumerate(waves):
+        padded[row, : len(wave)] = wave
+    return {**batch, "waveform": padded, "lengths": lengths}
 
 
 class SpeechDataModule(TridentDataModule):
@@ -94,7 +110,9 @@ class SpeechDataModule(TridentDataModule):
         num_workers: DataLoader workers.
         persistent_workers: Keep workers between epochs.
         pin_memory: Pin memory (``None``: when CUDA is available).
-        seed: Seed of shuffling and of the synthesised corpus.
+        seed: Seed of shuffling, of the synthesised corpus and of the augmentation.
+        augment: Waveform augmentation of training batches (:class:`~trident_audio.augment.Augmentation`, e.g. the
+            telephony config's); seeded by ``seed``, the epoch and the utterance, so resumes replay it exactly.
     """
 
     def __init__(
@@ -117,8 +135,10 @@ class SpeechDataModule(TridentDataModule):
         persistent_workers: bool = True,
         pin_memory: bool | None = None,
         seed: int = 0,
+        augment: Augmentation | None = None,
     ) -> None:
         super().__init__(batch_size, num_workers, persistent_workers, pin_memory, seed)
+        self.augment = augment
         if tokenizer not in ("char", "bpe"):
             raise ConfigError(f"data.tokenizer must be 'char' or 'bpe', got {tokenizer!r}")
         if train_manifest is not None and val_manifest is None:
@@ -222,6 +242,13 @@ class SpeechDataModule(TridentDataModule):
         # sorted by duration (little padding), deterministic
         sampler = BucketSampler(lengths, self.batch_size, shuffle=False, bucket_factor=len(lengths))
         return self.loader(dataset, sampler=sampler, collate_fn=collate_speech)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Augment training batches on the CPU, in the main process, before they reach the device."""
+        trainer = self.trainer
+        if self.augment is None or trainer is None or not trainer.training:
+            return batch
+        return augment_batch(batch, self.augment, seed=self.seed, epoch=trainer.current_epoch)
 
     def val_dataloader(self) -> DataLoader[Any]:
         return self._eval_loader("val")

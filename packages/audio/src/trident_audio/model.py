@@ -138,7 +138,10 @@ class ConformerEncoder(nn.Module):
         subsampling_channels: int = 64,
     ) -> None:
         super().__init__()
-        self.features = LogMelFeatures(sample_rate=sample_rate, n_mels=n_mels)
+        # 25 ms windows every 10 ms at any rate (400/160 samples at 16 kHz, 200/80 at 8 kHz): the frame rate, and so
+        # the CTC frames per character, stays the same for telephone audio
+        self.features = LogMelFeatures(sample_rate=sample_rate, n_fft=round(0.025 * sample_rate),
+                                       hop_length=sample_rate // 100, n_mels=n_mels)
         self.subsampling = ConvSubsampling(n_mels, d_model, subsampling_channels)
         self.dropout = nn.Dropout(dropout)
         self.conformer = torchaudio.models.Conformer(
