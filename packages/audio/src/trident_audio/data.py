@@ -8,13 +8,14 @@ read (header checks) or when the audio is decoded.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from trident_audio.augment import Augmentation
 from trident_audio.manifest import Utterance, read_manifest
@@ -89,6 +90,68 @@ def augment_batch(batch: dict[str, Any], augment: Augmentation, *, seed: int, ep
     return {**batch, "waveform": padded, "lengths": lengths}
 
 
+class DurationBatchSampler(Sampler[list[int]]):
+    """Batches by audio duration: utterances sorted by duration are packed so that no batch holds more than
+    ``max_seconds`` of padded audio (its size times its longest utterance); the batches are fixed, their order is
+    shuffled per epoch from ``seed + epoch`` (the same on every rank).
+
+    It yields whole batches (lists of indices), for a ``DataLoader(batch_size=None)`` over a :class:`BatchDataset`.
+    Under DDP Lightning wraps it in a ``DistributedSamplerWrapper`` that deals the batches to the ranks and repeats a
+    few to even them out, so every rank runs the same number of batches (a rank waiting for another's gradients
+    would hang); that count only holds because the batches are the same every epoch.
+
+    Args:
+        durations: Seconds of every utterance.
+        max_seconds: Padded seconds per batch; no utterance may be longer.
+        shuffle: Shuffle the batch order each epoch.
+        seed: Base seed.
+    """
+
+    def __init__(self, durations: list[float], max_seconds: float, shuffle: bool = True, seed: int = 0) -> None:
+        if max(durations) > max_seconds:
+            raise ConfigError(f"data.batch_duration {max_seconds}s is shorter than the longest utterance "
+                              f"({max(durations):.2f}s); raise it or lower data.max_duration")
+        self.batches: list[list[int]] = []
+        for index in sorted(range(len(durations)), key=lambda i: (durations[i], i)):
+            batch = self.batches[-1] if self.batches else None
+            # sorted ascending: the newcomer is the batch's longest utterance
+            if batch is None or (len(batch) + 1) * durations[index] > max_seconds:
+                self.batches.append([index])
+            else:
+                batch.append(index)
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration use the order of ``epoch``."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = list(range(len(self.batches)))
+        if self.shuffle:
+            order = torch.randperm(len(order), generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+            self.epoch += 1  # as BucketSampler: the DDP wrapper iterates again without set_epoch
+        for i in order:
+            yield list(self.batches[i])
+
+
+class BatchDataset(Dataset[list[dict[str, Any]]]):
+    """Indexes a dataset with a list of indices (one batch of :class:`DurationBatchSampler`)."""
+
+    def __init__(self, dataset: SpeechDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, indices: list[int]) -> list[dict[str, Any]]:  # type: ignore[override]
+        return [self.dataset[i] for i in indices]
+
+
 class SpeechDataModule(TridentDataModule):
     """Manifests to padded batches, bucketed by duration; synthesises the default corpus when none is given.
 
@@ -106,7 +169,10 @@ class SpeechDataModule(TridentDataModule):
         lowercase: Fold transcripts to lower case (the character vocabulary follows).
         corpus_sentences: Distinct sentences of the synthesised default corpus.
         bucket_factor: Batches per length bucket of the training sampler.
-        batch_size: Utterances per batch and device.
+        batch_size: Utterances per batch and device (validation and test always; training unless
+            ``batch_duration`` is set).
+        batch_duration: Training batches by duration instead: at most this many seconds of padded audio per batch
+            and device (:class:`DurationBatchSampler`); ``None`` uses ``batch_size``.
         num_workers: DataLoader workers.
         persistent_workers: Keep workers between epochs.
         pin_memory: Pin memory (``None``: when CUDA is available).
@@ -131,6 +197,7 @@ class SpeechDataModule(TridentDataModule):
         corpus_sentences: int = 600,
         bucket_factor: int = 50,
         batch_size: int = 16,
+        batch_duration: float | None = None,
         num_workers: int = 0,
         persistent_workers: bool = True,
         pin_memory: bool | None = None,
@@ -139,6 +206,10 @@ class SpeechDataModule(TridentDataModule):
     ) -> None:
         super().__init__(batch_size, num_workers, persistent_workers, pin_memory, seed)
         self.augment = augment
+        if batch_duration is not None and not batch_duration >= max_duration:
+            raise ConfigError(f"data.batch_duration ({batch_duration}s) must be at least data.max_duration "
+                              f"({max_duration}s), so every training utterance fits a batch")
+        self.batch_duration = batch_duration
         if tokenizer not in ("char", "bpe"):
             raise ConfigError(f"data.tokenizer must be 'char' or 'bpe', got {tokenizer!r}")
         if train_manifest is not None and val_manifest is None:
@@ -231,6 +302,12 @@ class SpeechDataModule(TridentDataModule):
 
     def train_dataloader(self) -> DataLoader[Any]:
         dataset = self._dataset("train")
+        if self.batch_duration is not None:
+            sampler = DurationBatchSampler([u.duration for u in dataset.utterances], self.batch_duration,
+                                           seed=self.seed)
+            return DataLoader(BatchDataset(dataset), batch_size=None, sampler=sampler, collate_fn=collate_speech,
+                              num_workers=self.num_workers, pin_memory=self.pin_memory,
+                              persistent_workers=self.persistent_workers and self.num_workers > 0)
         lengths = [int(u.duration * 1000) for u in dataset.utterances]
         sampler = BucketSampler(lengths, self.batch_size, shuffle=True, seed=self.seed,
                                 bucket_factor=self.bucket_factor)
