@@ -57,8 +57,12 @@ def test_fit_test_export_infer_through_the_cli(tmp_path: Path, capsys: pytest.Ca
     main(["infer", "--artifact", str(tmp_path / "artifact"), "--input", str(tmp_path / "data" / "test.jsonl"),
           "--batch_size", "1"])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    assert len(rows) == 2 and all({"audio_filepath", "pred_text", "text", "duration"} <= set(r) for r in rows)
+    assert len(rows) == 2 and all({"audio_filepath", "pred_text", "words", "text", "duration"} <= set(r) for r in rows)
     assert all(Path(r["audio_filepath"]).is_file() for r in rows)
+    for row in rows:  # word times: ordered, inside the audio, one per predicted word
+        times = [t for w in row["words"] for t in (w["start"], w["end"])]
+        assert times == sorted(times) and all(0 <= t <= row["duration"] + 0.05 for t in times)
+        assert [w["word"] for w in row["words"]] == row["pred_text"].split()
 
     out = tmp_path / "out"
     out.mkdir()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -129,6 +130,50 @@ def decode_ctc(
     else:
         ids = greedy_decode(log_probs, length, tokenizer.blank)
     return tokenizer.decode(ids)
+
+
+def word_timestamps(
+    log_probs: np.ndarray, text: str, tokenizer: Tokenizer, seconds_per_frame: float, offset: float = 0.0
+) -> list[dict[str, Any]]:
+    """Word times of a decoded transcript: its tokens force-aligned to the CTC posteriors (torchaudio
+    ``forced_align`` + ``merge_tokens``), grouped into words at spaces (characters) or ``▁`` (BPE pieces).
+
+    Args:
+        log_probs: ``(frames, vocab)`` log-probabilities of the audio ``text`` was decoded from.
+        text: The normalised transcript (greedy or beam), re-encoded with ``tokenizer``.
+        tokenizer: The model's tokenizer.
+        seconds_per_frame: Duration of one output frame.
+        offset: Added to every time (the chunk's start in its recording).
+
+    Returns:
+        ``[{"word", "start", "end"}]`` in seconds, in order; empty when there is nothing to align (or the audio has
+        fewer frames than CTC needs for the text).
+    """
+    import torch
+    import torchaudio.functional as F
+
+    ids = tokenizer.encode(text) if text else []
+    repeats = sum(a == b for a, b in itertools.pairwise(ids))
+    if not ids or len(ids) + repeats > len(log_probs):
+        return []
+    emission = torch.from_numpy(np.ascontiguousarray(log_probs, dtype=np.float32))[None]
+    aligned, scores = F.forced_align(emission, torch.tensor([ids], dtype=torch.int32), blank=tokenizer.blank)
+    words: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for span in F.merge_tokens(aligned[0], scores[0].exp(), blank=tokenizer.blank):
+        piece = tokenizer.tokens[span.token].replace("\u2581", " ")
+        if piece.startswith(" ") and current is not None:
+            words.append(current)
+            current = None
+        if body := piece.strip():
+            if current is None:
+                current = {"word": "", "start": span.start, "end": span.end}
+            current["word"] += body
+            current["end"] = span.end
+    if current is not None:
+        words.append(current)
+    return [{"word": w["word"], "start": round(offset + w["start"] * seconds_per_frame, 3),
+             "end": round(offset + w["end"] * seconds_per_frame, 3)} for w in words]
 
 
 def front_end(net: nn.Module) -> dict[str, Any]:
@@ -287,21 +332,36 @@ class Transcriber:
 
     def transcribe(self, waves: list[np.ndarray], batch_size: int = INFER_BATCH_SIZE) -> list[str]:
         """Transcripts of mono waveforms at the model's rate; long ones are chunked, batches sorted by length."""
+        return [text for text, _ in self.transcribe_words(waves, batch_size)]
+
+    def transcribe_words(
+        self, waves: list[np.ndarray], batch_size: int = INFER_BATCH_SIZE
+    ) -> list[tuple[str, list[dict[str, Any]]]]:
+        """:meth:`transcribe`, with each transcript's word times (:func:`word_timestamps`, seconds from the start
+        of its waveform)."""
         if batch_size < 1:
             raise ConfigError(f"--batch_size must be >= 1, got {batch_size}")
-        chunk_seconds = self.metadata.chunk_seconds
-        jobs = [(i, chunk) for i, w in enumerate(waves) for chunk in split_long(w, self.sample_rate, chunk_seconds)]
+        jobs: list[tuple[int, np.ndarray, float]] = []  # (waveform, chunk, chunk start in seconds)
+        for i, wave in enumerate(waves):
+            start = 0
+            for chunk in split_long(wave, self.sample_rate, self.metadata.chunk_seconds):
+                jobs.append((i, chunk, start / self.sample_rate))
+                start += len(chunk)
         order = sorted(range(len(jobs)), key=lambda j: len(jobs[j][1]))
-        texts: list[str] = [""] * len(jobs)
-        for start in range(0, len(order), batch_size):
-            picked = order[start : start + batch_size]
+        results: list[tuple[str, list[dict[str, Any]]]] = [("", [])] * len(jobs)
+        for first in range(0, len(order), batch_size):
+            picked = order[first : first + batch_size]
             for j, lp in zip(picked, self.log_probs([jobs[j][1] for j in picked]), strict=True):
-                texts[j] = self.decode(lp)
-        joined: list[list[str]] = [[] for _ in waves]
-        for (i, _), text in zip(jobs, texts, strict=True):
+                text = self.decode(lp)
+                seconds = len(jobs[j][1]) / self.sample_rate
+                words = word_timestamps(lp, text, self.tokenizer, seconds / max(len(lp), 1), jobs[j][2])
+                results[j] = (text, words)
+        joined: list[tuple[list[str], list[dict[str, Any]]]] = [([], []) for _ in waves]
+        for (i, _, _), (text, words) in zip(jobs, results, strict=True):
             if text:
-                joined[i].append(text)
-        return [" ".join(parts) for parts in joined]
+                joined[i][0].append(text)
+                joined[i][1].extend(words)
+        return [(" ".join(texts), words) for texts, words in joined]
 
     def read(self, path: Path, start: int = 0, frames: int = -1) -> np.ndarray:
         """Mono float32 audio of ``path`` (or of its segment) resampled to the artifact's rate; a DataError naming
@@ -319,7 +379,8 @@ def infer(
     """Transcribe ``input`` (audio file, folder or JSONL manifest) with an artifact on onnxruntime.
 
     Returns:
-        One row per file or manifest line, in input order, NeMo's shape: the transcript under ``pred_text``, the
+        One row per file or manifest line, in input order, NeMo's shape: the transcript under ``pred_text``, its
+        word times under ``words`` (``[{"word", "start", "end"}]``, seconds from the start of the file or segment), the
         resolved ``audio_filepath``, and a manifest line's other keys (its reference ``text``, ``offset``,
         ``duration``...) kept as they were; also written as JSONL to ``output`` (a file, or ``transcripts.jsonl``
         inside a folder) when given.
@@ -331,8 +392,10 @@ def infer(
     window = max(batch_size * 8, 64)
     for start in range(0, len(inputs), window):
         part = inputs[start : start + window]
-        texts = transcriber.transcribe([transcriber.read(i.path, i.start, i.frames) for i in part], batch_size)
-        rows += [{**i.record, "audio_filepath": str(i.path), "pred_text": t} for i, t in zip(part, texts, strict=True)]
+        results = transcriber.transcribe_words([transcriber.read(i.path, i.start, i.frames) for i in part],
+                                               batch_size)
+        rows += [{**i.record, "audio_filepath": str(i.path), "pred_text": text, "words": words}
+                 for i, (text, words) in zip(part, results, strict=True)]
     if output is not None:
         write_jsonl(rows, output, "transcripts.jsonl")
     return rows
