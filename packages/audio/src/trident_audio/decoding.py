@@ -145,7 +145,7 @@ def prefix_beam_search(
     length: int | None = None,
     blank: int = 0,
     beam_size: int = 8,
-    lm: WordNgramLM | None = None,
+    lm: Any = None,  # WordNgramLM or trident_audio.arpa.ArpaLM: anything with score(context, word)
     lm_weight: float = 0.5,
     word_bonus: float = 0.0,
     token_prune: float = -10.0,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
+from trident_audio.arpa import ArpaLM, lm_from_dict
 from trident_audio.decoding import WordNgramLM, greedy_decode, prefix_beam_search
 from trident_audio.manifest import manifest_records, resolve_audio_path, segment
 from trident_audio.text import Tokenizer, tokenizer_from_dict
@@ -105,7 +106,7 @@ def decode_ctc(
     length: int | None = None,
     decoder: str = "greedy",
     beam_size: int = 8,
-    lm: WordNgramLM | None = None,
+    lm: WordNgramLM | ArpaLM | None = None,
     lm_weight: float = 0.5,
     word_bonus: float = 0.0,
 ) -> str:
@@ -313,7 +314,7 @@ class Transcriber:
         self.sample_rate = meta.sample_rate
         self.tokenizer = tokenizer_from_dict(json.loads(self.artifact.file(meta.tokenizer_file).read_text()))
         lm_file = meta.lm_file
-        self.lm = WordNgramLM.from_dict(json.loads(self.artifact.file(lm_file).read_text())) if lm_file else None
+        self.lm = lm_from_dict(json.loads(self.artifact.file(lm_file).read_text())) if lm_file else None
 
     def log_probs(self, waves: list[np.ndarray]) -> list[np.ndarray]:
         """Per-utterance ``(frames, vocab)`` log-probabilities of mono float32 waveforms (one padded batch)."""

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
+from trident_audio.arpa import lm_from_dict, read_arpa
 from trident_audio.decoding import WordNgramLM
 from trident_audio.export import check_decoder, decode_ctc, export_spec, front_end
 from trident_audio.text import tokenizer_from_dict
@@ -50,6 +51,8 @@ class SpeechModule(TaskModule):
         decoder: ``"greedy"`` or ``"beam"`` for test and inference (validation always decodes greedily).
         beam_size: Beam width of the prefix beam search.
         lm_order: Order of the word n-gram LM trained on ``lm_texts`` (0 disables it).
+        lm_path: An ARPA n-gram LM file to use instead of the one trained on ``lm_texts``; read when fitting
+            starts, then kept in the checkpoint (test, export and resumes do not need the file).
         lm_weight: LM weight in beam search.
         word_bonus: Score added per word in beam search with an LM.
         spec_augment: Apply SpecAugment while training.
@@ -71,6 +74,7 @@ class SpeechModule(TaskModule):
         decoder: str = "greedy",
         beam_size: int = 8,
         lm_order: int = 2,
+        lm_path: str | None = None,
         lm_weight: float = 0.5,
         word_bonus: float = 1.0,
         spec_augment: bool = True,
@@ -100,7 +104,8 @@ class SpeechModule(TaskModule):
         self.lm_weight = lm_weight
         self.word_bonus = word_bonus
         self.chunk_seconds = chunk_seconds
-        self.lm = WordNgramLM.train(lm_texts, order=lm_order) if lm_texts and lm_order else None
+        self.lm_path = lm_path
+        self.lm = WordNgramLM.train(lm_texts, order=lm_order) if lm_texts and lm_order and not lm_path else None
         if self.lm is not None:
             log.info("word %d-gram LM trained on %d words", lm_order, self.lm.vocabulary_size)
         self.set_metrics(MetricCollection({"wer": WordErrorRate(), "cer": CharErrorRate()}))
@@ -169,6 +174,11 @@ class SpeechModule(TaskModule):
             for row, length in zip(scores, lengths.tolist(), strict=True)
         ]
 
+    def on_fit_start(self) -> None:
+        if self.lm_path:
+            self.lm = read_arpa(self.lm_path)
+            log.info("ARPA %d-gram LM read from %s (%d words)", self.lm.order, self.lm_path, self.lm.vocabulary_size)
+
     def on_test_start(self) -> None:
         self._voice_errors.clear()
 
@@ -201,7 +211,7 @@ class SpeechModule(TaskModule):
 
     def restore_checkpoint_extras(self, extras: dict[str, Any]) -> None:
         lm = extras.get("lm")
-        self.lm = WordNgramLM.from_dict(lm) if lm else None
+        self.lm = lm_from_dict(lm) if lm else None
 
     def export_spec(self) -> ExportSpec:
         """See :func:`trident_audio.export.export_spec`."""
