@@ -29,6 +29,7 @@ def test_batches_hold_at_most_the_budget_and_every_utterance_once(durations: lis
         assert len(batch) * max(durations[i] for i in batch) <= 20.0  # padded seconds
         assert sum(durations[i] for i in batch) <= 20.0
     assert sorted(i for b in batches for i in b) == list(range(len(durations)))
+    assert min(len(b) for b in batches) >= 2  # no batch of one (BatchNorm; under DDP a skip on one rank hangs)
     packed = sorted(sampler.batches, key=lambda b: durations[b[0]])
     for small, large in pairwise(packed):  # greedy: the next utterance did not fit
         assert (len(small) + 1) * durations[large[0]] > 20.0
@@ -68,17 +69,17 @@ def test_datamodule_trains_on_duration_batches(
         write_wav(tmp_path / f"{i}.wav", seconds=seconds)
         rows.append({"audio_filepath": f"{i}.wav", "text": f"utterance {i}"})
     train = write_manifest(tmp_path / "train.jsonl", rows)
-    dm = SpeechDataModule(train_manifest=str(train), val_manifest=str(train), max_duration=1.5, batch_duration=2.0,
+    dm = SpeechDataModule(train_manifest=str(train), val_manifest=str(train), max_duration=1.5, batch_duration=3.0,
                           batch_size=7)
     dm.setup("fit")
     batches = list(dm.train_dataloader())
-    assert sorted(len(b["text"]) for b in batches) == [1, 1, 2, 3]  # 3 x 0.5, 2 x 0.8 (1.0 would make 3.0), ...
+    assert sorted(len(b["text"]) for b in batches) == [2, 2, 3]  # 3 x 0.5; 2 x 1.0 (0.8, 1.0); 2 x 1.5 (1.2, 1.5)
     for b in batches:
-        assert b["waveform"].numel() <= 2.0 * 16000  # padded samples within the budget
+        assert b["waveform"].numel() <= 3.0 * 16000  # padded samples within the budget
     assert sum(len(b["text"]) for b in batches) == 7
     assert len(list(dm.val_dataloader())) == 1  # evaluation keeps batch_size
-    with pytest.raises(ConfigError, match=r"data.batch_duration \(1.0s\) must be at least data.max_duration"):
-        SpeechDataModule(max_duration=1.5, batch_duration=1.0)
+    with pytest.raises(ConfigError, match=r"data.batch_duration \(2.0s\) must be at least twice data.max_duration"):
+        SpeechDataModule(max_duration=1.5, batch_duration=2.0)
 
 
 def test_fit_with_batch_duration_through_the_cli(tmp_path: Path) -> None:
@@ -86,9 +87,42 @@ def test_fit_with_batch_duration_through_the_cli(tmp_path: Path) -> None:
     from trident_core.cli import run_domain
 
     cli = run_domain(DOMAIN, ["fit", "--config", "debug", "--trainer.default_root_dir", str(tmp_path / "run"),
-                              "--data.data_dir", str(tmp_path / "data"), "--data.batch_duration", "24"])
+                              "--data.data_dir", str(tmp_path / "data"), "--data.batch_duration", "48"])
     assert cli is not None and cli.trainer.global_step == 2  # limit_train_batches: 2 duration batches trained
     loader = cli.datamodule.train_dataloader()
     assert isinstance(loader.sampler, DurationBatchSampler)
     for batch in loader:
-        assert batch["waveform"].numel() <= 24 * 16000
+        assert batch["waveform"].numel() <= 48 * 16000
+
+
+@pytest.mark.distributed
+def test_ddp_with_batch_duration_runs_a_full_epoch_on_two_processes(tmp_path: Path) -> None:
+    """Two CPU processes, a whole epoch of duration batches: a rank with one batch more than the other would hang
+    in its gradient all-reduce (the subprocess timeout), and the replicas stay identical."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    tests = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": f"{tests}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "trident_audio", "fit", "--config", "debug", "--preset", "cpu_ddp2",
+           "--trainer.default_root_dir", str(tmp_path / "run"), "--data.data_dir", str(tmp_path / "data"),
+           "--data.batch_duration", "48", "--trainer.limit_train_batches", "1.0",
+           "--trainer.callbacks+=ddp_probe.AudioFilesProbe"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    probes = [json.loads((tmp_path / "run" / f"probe-rank{r}.json").read_text()) for r in (0, 1)]
+    assert probes[0]["weights"] == probes[1]["weights"]
+    seen = {Path(p).name for p in probes[0]["seen"] + probes[1]["seen"]}
+    written = {Path(json.loads(line)["audio_filepath"]).name
+               for line in (tmp_path / "data" / "train.jsonl").read_text().splitlines() if line.strip()}
+    assert written <= seen  # the whole epoch was trained, across the two ranks
+
+
+def test_a_lone_longest_utterance_gets_a_partner() -> None:
+    sampler = DurationBatchSampler([1.0, 1.0, 1.0, 5.0], 10.0)  # greedy packing alone leaves [5.0] by itself
+    assert sorted(map(sorted, sampler.batches)) == [[0, 3], [1, 2]]
+    with pytest.raises(ConfigError, match="fewer than two of the longest utterances"):
+        DurationBatchSampler([1.0, 6.0], 10.0)

@@ -102,14 +102,14 @@ class DurationBatchSampler(Sampler[list[int]]):
 
     Args:
         durations: Seconds of every utterance.
-        max_seconds: Padded seconds per batch; no utterance may be longer.
+        max_seconds: Padded seconds per batch; at least twice the longest utterance (no batch of one).
         shuffle: Shuffle the batch order each epoch.
         seed: Base seed.
     """
 
     def __init__(self, durations: list[float], max_seconds: float, shuffle: bool = True, seed: int = 0) -> None:
-        if max(durations) > max_seconds:
-            raise ConfigError(f"data.batch_duration {max_seconds}s is shorter than the longest utterance "
+        if 2 * max(durations) > max_seconds:
+            raise ConfigError(f"data.batch_duration {max_seconds}s holds fewer than two of the longest utterances "
                               f"({max(durations):.2f}s); raise it or lower data.max_duration")
         self.batches: list[list[int]] = []
         for index in sorted(range(len(durations)), key=lambda i: (durations[i], i)):
@@ -119,6 +119,10 @@ class DurationBatchSampler(Sampler[list[int]]):
                 self.batches.append([index])
             else:
                 batch.append(index)
+        # no batch of one: BatchNorm cannot train on it, and the module skips it (under DDP on one rank only, which
+        # would leave the other waiting); the shortest utterance joins the last batch (2 x longest fits the budget)
+        if len(self.batches) > 1 and len(self.batches[-1]) == 1 and len(self.batches[0]) > 2:
+            self.batches[-1].insert(0, self.batches[0].pop(0))
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
@@ -172,7 +176,7 @@ class SpeechDataModule(TridentDataModule):
         batch_size: Utterances per batch and device (validation and test always; training unless
             ``batch_duration`` is set).
         batch_duration: Training batches by duration instead: at most this many seconds of padded audio per batch
-            and device (:class:`DurationBatchSampler`); ``None`` uses ``batch_size``.
+            and device (:class:`DurationBatchSampler`), at least ``2 * max_duration``; ``None`` uses ``batch_size``.
         num_workers: DataLoader workers.
         persistent_workers: Keep workers between epochs.
         pin_memory: Pin memory (``None``: when CUDA is available).
@@ -206,9 +210,10 @@ class SpeechDataModule(TridentDataModule):
     ) -> None:
         super().__init__(batch_size, num_workers, persistent_workers, pin_memory, seed)
         self.augment = augment
-        if batch_duration is not None and not batch_duration >= max_duration:
-            raise ConfigError(f"data.batch_duration ({batch_duration}s) must be at least data.max_duration "
-                              f"({max_duration}s), so every training utterance fits a batch")
+        if batch_duration is not None and not batch_duration >= 2 * max_duration:
+            raise ConfigError(f"data.batch_duration ({batch_duration}s) must be at least twice data.max_duration "
+                              f"({max_duration}s), so the longest training utterances still come two to a batch "
+                              "(BatchNorm cannot train on a batch of one)")
         self.batch_duration = batch_duration
         if tokenizer not in ("char", "bpe"):
             raise ConfigError(f"data.tokenizer must be 'char' or 'bpe', got {tokenizer!r}")
