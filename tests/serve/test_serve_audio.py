@@ -60,7 +60,7 @@ def test_answers_equal_infer_one_and_many_at_once(server: Server, artifact: Path
                                                   tmp_path: Path) -> None:
     for name, data in clips.items():
         (tmp_path / name).write_bytes(data)
-    want = {Path(row["audio_filepath"]).name: row["text"] for row in infer(str(artifact), str(tmp_path))}
+    want = {Path(row["audio_filepath"]).name: row["pred_text"] for row in infer(str(artifact), str(tmp_path))}
     names = list(clips)
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(lambda i: server.request("/predict", {"audio": _b64(clips[names[i % 4]])}),
@@ -114,4 +114,4 @@ def test_the_server_is_still_up(server: Server) -> None:
 def test_the_readme_curl_example_runs(server: Server, artifact: Path, clips: dict[str, bytes], tmp_path: Path) -> None:
     (tmp_path / "call.wav").write_bytes(clips["c.wav"])
     got = json.loads(run_readme_curl("call.wav", server, tmp_path))
-    assert got["text"] == infer(str(artifact), str(tmp_path / "call.wav"))[0]["text"]
+    assert got["text"] == infer(str(artifact), str(tmp_path / "call.wav"))[0]["pred_text"]

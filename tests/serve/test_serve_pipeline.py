@@ -43,7 +43,7 @@ def test_speech_to_intent_equals_both_infers(serving: Callable[..., Server], art
     clips = [_wav(0.5 + 0.3 * i, 16000 if i % 2 else 8000, i) for i in range(4)]
     for i, data in enumerate(clips):
         (tmp_path / f"{i}.wav").write_bytes(data)
-    texts = [row["text"] for row in transcribe(str(asr), str(tmp_path))]
+    texts = [row["pred_text"] for row in transcribe(str(asr), str(tmp_path))]
     (tmp_path / "texts.txt").write_text("".join(t + "\n" for t in texts))
     intents = classify(str(nlp), str(tmp_path / "texts.txt"))
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -73,14 +73,16 @@ def test_offline_pipeline_equals_the_served_one(artifacts: tuple[Path, Path], tm
         (tmp_path / "audio" / f"{i}.wav").parent.mkdir(exist_ok=True)
         (tmp_path / "audio" / f"{i}.wav").write_bytes(_wav(0.6 + 0.2 * i, 16000, i))
     manifest = tmp_path / "audio" / "manifest.jsonl"
-    manifest.write_text("".join(json.dumps({"audio_filepath": f"{i}.wav"}) + "\n" for i in range(3)))
+    # a reference `text` in the manifest (NeMo's layout): the pipeline must classify the transcript (`pred_text`)
+    manifest.write_text("".join(json.dumps({"audio_filepath": f"{i}.wav", "text": "where is my refund"}) + "\n"
+                                for i in range(3)))
     main(["pipeline", "--artifact", str(asr), "--artifact", str(nlp), "--input", str(manifest),
           "--output", str(tmp_path / "pipeline.jsonl")])
     rows = [json.loads(line) for line in (tmp_path / "pipeline.jsonl").read_text().splitlines()]
-    texts = [row["text"] for row in transcribe(str(asr), str(manifest))]
+    texts = [row["pred_text"] for row in transcribe(str(asr), str(manifest))]
     (tmp_path / "texts.txt").write_text("".join(t + "\n" for t in texts))
     intents = classify(str(nlp), str(tmp_path / "texts.txt"))
-    assert [r["text"] for r in rows] == texts and all(texts)
+    assert [r["pred_text"] for r in rows] == texts and all(texts)
     assert [(r["intent"], r["in_scope"]) for r in rows] == [(w["intent"], w["in_scope"]) for w in intents]
     assert [Path(r["audio_filepath"]).name for r in rows] == ["0.wav", "1.wav", "2.wav"]
     with pytest.raises(SystemExit) as info:

@@ -114,6 +114,9 @@ class Chain:
 
 
 PIPELINES = {("audio", "nlp")}  # stage domains that chain: the first one's answer holds the next one's request
+# Offline (`trident pipeline`) the first stage is its domain's `infer`, whose rows name fields as that domain's files
+# do (audio: NeMo's `pred_text`): the next stage's request field <- the first stage's row field.
+OFFLINE_REQUEST = {("audio", "nlp"): {"text": "pred_text"}}
 
 
 class _Rejected:
@@ -334,7 +337,8 @@ def pipeline(artifacts: list[str], input: str, output: str | None = None,
     rows = load_object(installed_domains()[domains[0]].infer)(artifacts[0], input)
     later = Chain([load_object(ref)(load_artifact(path), limits)
                    for path, (_, ref) in zip(artifacts[1:], found[1:], strict=True)])
-    answers = later.predict([later.decode(row) for row in rows])
+    fields = OFFLINE_REQUEST[domains[:2]]
+    answers = later.predict([later.decode({key: row[source] for key, source in fields.items()}) for row in rows])
     merged = [{**row, **answer} for row, answer in zip(rows, answers, strict=True)]
     if output is not None:
         write_jsonl(merged, output, "pipeline.jsonl")
