@@ -145,7 +145,11 @@ def test_metadata_is_written_and_read_by_one_dataclass(artifact: Path) -> None:
     written = json.loads((artifact / "metadata.json").read_text())["domain_metadata"]
     read = IntentPredictor.from_artifact(artifact).metadata
     assert read == IntentMetadata.from_dict(written) and read.to_dict() == written
-    assert set(written) == {"task", "labels", "oos_label", "score", "threshold", "max_length", "tokenizer", "backbone"}
+    assert set(written) == {"task", "labels", "oos_label", "score", "threshold", "max_length", "tokenizer", "backbone",
+                            "operating_point", "oos_stats"}
+    # an artifact written before the operating point and the mahalanobis score still reads (their defaults)
+    old = {k: v for k, v in written.items() if k not in ("operating_point", "oos_stats")}
+    assert IntentMetadata.from_dict(old).operating_point == "balanced"
 
 
 def test_serving_imports_neither_torch_nor_lightning(artifact: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import io
 import json
 import sys
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from trident_core.artifact import Artifact, load_artifact
 from trident_core.errors import ArtifactError, ConfigError, DataError
 from trident_core.metadata import DomainMetadata
 from trident_core.output import write_jsonl
-from trident_nlp.oos import SCORES, Decisions, decide
+from trident_nlp.oos import SCORES, Decisions, OosStats, decide
 from trident_nlp.text import TextEncoder
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 INFER_BATCH_SIZE = 32  # texts per onnxruntime call: `infer` and `IntentPredictor.predict` default
 TOKENIZER_FILE = "tokenizer.json"
+OOS_STATS_FILE = "oos_stats.npz"
 _EXPORT_TEXTS = ["where is my order", "i forgot my password and cannot log in to my account today", "hi"]
 
 
@@ -43,8 +45,11 @@ class IntentMetadata(DomainMetadata):
     Attributes:
         labels: Intent names in logit order.
         oos_label: Label of out-of-scope queries (an entry of ``labels`` when the model has that class).
-        score: ``max_prob`` or ``energy``: what the threshold applies to.
+        score: ``max_prob``, ``energy`` or ``mahalanobis``: what the threshold applies to.
         threshold: Validation-chosen threshold; ``None``: reject nothing on the score.
+        operating_point: How validation chose ``threshold`` (for information; the rule is the threshold).
+        oos_stats: File of the ``mahalanobis`` score's training statistics (``means``, ``precision``) inside the
+            artifact; ``None`` for the logit scores.
         max_length: Truncation length in tokens.
         tokenizer: File of the serialised ``tokenizers.Tokenizer`` inside the artifact.
         backbone: The encoder the model was trained from (for information).
@@ -58,6 +63,8 @@ class IntentMetadata(DomainMetadata):
     max_length: int
     tokenizer: str = TOKENIZER_FILE
     backbone: str = ""
+    operating_point: str = "balanced"
+    oos_stats: str | None = None
 
     @property
     def oos_index(self) -> int | None:
@@ -66,10 +73,12 @@ class IntentMetadata(DomainMetadata):
 
 
 def export_spec(module: IntentModule) -> ExportSpec:
-    """ONNX with dynamic batch and sequence; the artifact carries the tokenizer and :class:`IntentMetadata`."""
+    """ONNX with dynamic batch and sequence, outputs ``logits`` and the pooled ``sentence_embedding``; the artifact
+    carries the tokenizer, :class:`IntentMetadata` and, for the ``mahalanobis`` score, ``oos_stats.npz``."""
     import torch
 
     from trident_core.export import ExportSpec
+    from trident_nlp.model import WithEmbedding
 
     if module.tokenizer_json is None:
         raise ConfigError("this IntentModule has no tokenizer: pass tokenizer_json (the CLI links it from the "
@@ -80,20 +89,29 @@ def export_spec(module: IntentModule) -> ExportSpec:
     for texts in (_EXPORT_TEXTS[:2], _EXPORT_TEXTS):
         ids, mask = encoder.pad(encoder.encode(texts))
         examples.append((torch.from_numpy(ids), torch.from_numpy(mask)))
+    files = {TOKENIZER_FILE: module.tokenizer_json.encode("utf-8")}
+    stats = module.oos_stats
+    if stats is not None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **stats.to_arrays())
+        files[OOS_STATS_FILE] = buffer.getvalue()
     metadata = IntentMetadata(labels=list(module.labels), oos_label=module.oos_label, score=module.score,
-                              threshold=module.threshold, max_length=net.max_length, backbone=net.backbone)
+                              threshold=module.threshold, max_length=net.max_length, backbone=net.backbone,
+                              operating_point=module.operating_point,
+                              oos_stats=OOS_STATS_FILE if stats is not None else None)
     return ExportSpec(
-        model=net,
+        model=WithEmbedding(net),
         example_inputs=examples,
         input_names=["input_ids", "attention_mask"],
-        output_names=["logits"],
+        output_names=["logits", "sentence_embedding"],
         dynamic_axes={
             "input_ids": {0: "batch", 1: "sequence"},
             "attention_mask": {0: "batch", 1: "sequence"},
             "logits": {0: "batch"},
+            "sentence_embedding": {0: "batch"},
         },
         metadata=metadata.to_dict(),
-        files={TOKENIZER_FILE: module.tokenizer_json.encode("utf-8")},
+        files=files,
         atol=1e-4,
     )
 
@@ -122,21 +140,33 @@ class IntentPredictor:
                                 f"{self.metadata.score!r}, expected one of {list(SCORES)}; re-export the checkpoint")
         tokenizer_json = artifact.file(self.metadata.tokenizer).read_text(encoding="utf-8")
         self.encoder = TextEncoder(tokenizer_json, self.metadata.max_length)
+        self.stats: OosStats | None = None
+        if self.metadata.score == "mahalanobis":
+            if not self.metadata.oos_stats:
+                raise ArtifactError(f"{Path(artifact.path) / 'metadata.json'}: the mahalanobis score needs "
+                                    "[domain_metadata.oos_stats]; re-export the checkpoint")
+            with np.load(artifact.file(self.metadata.oos_stats)) as arrays:
+                self.stats = OosStats(arrays["means"].astype(np.float64), arrays["precision"].astype(np.float64))
 
     @classmethod
     def from_artifact(cls, path: str | Path, threads: int | None = None) -> IntentPredictor:
         """Load the artifact folder written by ``trident-nlp export``."""
         return cls(load_artifact(path, threads=threads))
 
+    def outputs(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Raw ``logits`` (and, from artifacts that have it, the pooled ``sentence_embedding``) of a batch."""
+        ids, mask = self.encoder.pad(self.encoder.encode(texts))
+        return self.artifact.run({"input_ids": ids, "attention_mask": mask})
+
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """Raw logits of a batch of texts (padded to the batch's longest)."""
-        ids, mask = self.encoder.pad(self.encoder.encode(texts))
-        return self.artifact.run({"input_ids": ids, "attention_mask": mask})["logits"]
+        return self.outputs(texts)["logits"]
 
-    def decide(self, logits: np.ndarray) -> Decisions:
-        """The in-scope decisions of the artifact's rule (:func:`trident_nlp.oos.decide`) on ``logits``."""
+    def decide(self, logits: np.ndarray, embeddings: np.ndarray | None = None) -> Decisions:
+        """The in-scope decisions of the artifact's rule (:func:`trident_nlp.oos.decide`) on ``logits`` (and the
+        pooled ``embeddings`` for the ``mahalanobis`` score)."""
         meta = self.metadata
-        return decide(logits, meta.score, meta.oos_index, meta.threshold)
+        return decide(logits, meta.score, meta.oos_index, meta.threshold, embeddings, self.stats)
 
     def with_threshold(self, threshold: float | None) -> IntentPredictor:
         """A copy that applies another threshold (e.g. to trade in-scope accuracy for out-of-scope recall)."""
@@ -154,7 +184,8 @@ class IntentPredictor:
         results: dict[int, dict[str, Any]] = {}
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            decisions = self.decide(self.logits([texts[i] for i in chunk]))
+            out = self.outputs([texts[i] for i in chunk])
+            decisions = self.decide(out["logits"], out.get("sentence_embedding"))
             for i, row in zip(chunk, prediction_rows(decisions, self.metadata.labels, self.metadata.oos_label),
                               strict=True):
                 results[i] = {"text": texts[i], **row}

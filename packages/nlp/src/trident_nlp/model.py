@@ -62,12 +62,32 @@ class IntentClassifier(nn.Module):
         self.head = nn.Linear(int(self.encoder.config.hidden_size), num_labels)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.logits_and_embedding(input_ids, attention_mask)[0]
+
+    def logits_and_embedding(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the pooled embedding they come from (what the ``mahalanobis`` out-of-scope score uses)."""
         hidden = self.encoder(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=torch.zeros_like(input_ids)
         ).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return self.head(self.dropout(pooled))
+        return self.head(self.dropout(pooled)), pooled
+
+
+class WithEmbedding(nn.Module):
+    """Exports both outputs of :meth:`IntentClassifier.logits_and_embedding` (``logits``, ``sentence_embedding``)."""
+
+    def __init__(self, net: IntentClassifier) -> None:
+        super().__init__()
+        # the classifier's own children under their own names: weights.safetensors keeps the classifier's keys
+        self.encoder, self.dropout, self.head = net.encoder, net.dropout, net.head
+        self.backbone, self.max_length = net.backbone, net.max_length
+        self._logits_and_embedding = net.logits_and_embedding
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._logits_and_embedding(input_ids, attention_mask)
 
 
 def scratch_encoder(

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
@@ -20,7 +20,17 @@ from trident_core.module import LRSchedulerCallable, OptimizerCallable, TaskModu
 from trident_core.output import write_jsonl
 from trident_nlp.defaults import OOS_LABEL
 from trident_nlp.export import export_spec, prediction_rows
-from trident_nlp.oos import SCORES, Decisions, choose_threshold, decide, oos_metrics
+from trident_nlp.oos import (
+    OPERATING_POINTS,
+    SCORES,
+    Decisions,
+    OosStats,
+    choose_threshold,
+    decide,
+    detection_metrics,
+    oos_metrics,
+    tradeoff_curve,
+)
 from trident_nlp.text import SCRATCH
 
 _NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layer_norm")
@@ -30,9 +40,10 @@ class IntentModule(TaskModule):
     """Fine-tunes a transformer encoder for intent classification with out-of-scope detection.
 
     A confidence threshold on ``score`` (``max_prob``: the largest softmax probability; ``energy``: the
-    log-sum-exp of the logits) is chosen on validation after every validation epoch, stored in the
-    checkpoint and the artifact, and applied at test and inference time by :func:`trident_nlp.oos.decide`:
-    below it, a query is out of scope.
+    log-sum-exp of the logits; ``mahalanobis``: minus the squared Mahalanobis distance of the pooled embedding
+    to the nearest in-scope class mean) is chosen on validation after every validation epoch at the
+    ``operating_point``, stored in the checkpoint and the artifact, and applied at test and inference time by
+    :func:`trident_nlp.oos.decide`: below it, a query is out of scope.
 
     Args:
         net: The classifier, :class:`trident_nlp.model.IntentClassifier` (or a module with its ``encoder``,
@@ -48,7 +59,13 @@ class IntentModule(TaskModule):
         freeze_word_embeddings: Keep a pretrained encoder's word-embedding matrix as it is (ignored for a scratch
             encoder, whose embeddings must learn). On MiniLM it is half the parameters: skipping its gradient and
             optimizer update makes a CPU step ~10% cheaper, and words unseen in training keep their neighbours.
-        score: ``max_prob`` or ``energy``.
+        score: ``max_prob``, ``energy`` or ``mahalanobis`` (class means and shared covariance of the pooled
+            embeddings of the training epoch before each validation, kept in the checkpoint and the artifact).
+        operating_point: How validation picks the threshold (:func:`trident_nlp.oos.choose_threshold`):
+            ``balanced``, ``accuracy``, ``in_scope_accuracy`` (subject to ``min_oos_recall``) or ``oos_recall``
+            (subject to ``min_in_scope_accuracy``).
+        min_oos_recall: Constraint of ``operating_point: in_scope_accuracy``.
+        min_in_scope_accuracy: Constraint of ``operating_point: oos_recall``.
         tokenizer_json: The serialised tokenizer (linked from ``data.tokenizer_json``); kept in the checkpoint
             beside the weights (:meth:`checkpoint_extras`), not in the hyperparameters.
         optimizer: Optimizer factory (default AdamW(lr=1e-3, weight_decay=0.01)).
@@ -67,6 +84,9 @@ class IntentModule(TaskModule):
         layer_decay: float = 1.0,
         freeze_word_embeddings: bool = False,
         score: str = "max_prob",
+        operating_point: str = "balanced",
+        min_oos_recall: float = 0.85,
+        min_in_scope_accuracy: float = 0.95,
         tokenizer_json: str | None = None,
         optimizer: OptimizerCallable | None = None,
         scheduler: LRSchedulerCallable | None = None,
@@ -77,6 +97,12 @@ class IntentModule(TaskModule):
             raise ConfigError(f"model.labels needs at least 2 labels (linked from the data), got {labels}")
         if score not in SCORES:
             raise ConfigError(f"model.score must be one of {list(SCORES)}, got {score!r}")
+        if operating_point not in OPERATING_POINTS:
+            raise ConfigError(f"model.operating_point must be one of {list(OPERATING_POINTS)}, got "
+                              f"{operating_point!r}")
+        for key, value in (("min_oos_recall", min_oos_recall), ("min_in_scope_accuracy", min_in_scope_accuracy)):
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"model.{key} must be within [0, 1], got {value}")
         missing = [a for a in ("encoder", "head", "num_labels", "backbone", "max_length") if not hasattr(net, a)]
         if missing:
             raise ConfigError(f"model.net lacks {missing}; use trident_nlp.model.IntentClassifier")
@@ -96,8 +122,19 @@ class IntentModule(TaskModule):
         self.head_lr = head_lr
         self.layer_decay = layer_decay
         self.score = score
+        self.operating_point = operating_point
+        self.min_oos_recall = min_oos_recall
+        self.min_in_scope_accuracy = min_in_scope_accuracy
         self.tokenizer_json = tokenizer_json
         self.register_buffer("oos_threshold", torch.tensor(float("-inf")))
+        # the last validation's message when the operating point's constraint was out of reach ('' when met):
+        # test and export refuse such a model instead of serving a rule the user did not ask for
+        self.unmet_constraint = ""
+        if score == "mahalanobis":
+            width, classes = int(net.head.in_features), len(labels) - (oos_label in labels)
+            self.register_buffer("oos_means", torch.zeros(classes, width, dtype=torch.float64))
+            self.register_buffer("oos_precision", torch.zeros(width, width, dtype=torch.float64))
+        self._train_embeddings: list[tuple[torch.Tensor, torch.Tensor]] = []
         # training accuracy as two running sums (correct, seen): a torchmetrics update plus a log call per step
         # cost ~1.5 ms on the tiny model, a quarter of its step (benchmarks P1); the epoch value is the same
         self.register_buffer("_train_hits", torch.zeros(2), persistent=False)
@@ -110,14 +147,18 @@ class IntentModule(TaskModule):
                 }
             )
         )
-        self._outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Logits of shape ``(batch, num_labels)``."""
         return self.net(input_ids, attention_mask)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits = self.net(batch["input_ids"], batch["attention_mask"])
+        logits, pooled = self.net.logits_and_embedding(batch["input_ids"], batch["attention_mask"])
+        if self.score == "mahalanobis":
+            # the epoch's own forward passes give the training embeddings for free (dropout on, weights moving;
+            # a second pass over the training set would cost a third of an epoch)
+            self._train_embeddings.append((pooled.detach().float().cpu(), batch["labels"].cpu()))
         loss = F.cross_entropy(logits, batch["labels"], label_smoothing=self.label_smoothing)
         size = len(batch["labels"])
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
@@ -128,6 +169,7 @@ class IntentModule(TaskModule):
 
     def on_train_epoch_start(self) -> None:
         self._train_hits.zero_()
+        self._train_embeddings.clear()
 
     def on_train_epoch_end(self) -> None:
         """``train/acc`` of the epoch over all ranks (since the resume point, after a mid-epoch resume)."""
@@ -142,8 +184,8 @@ class IntentModule(TaskModule):
         self._eval_step(batch, self.test_metrics, "test")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
-        logits = self.net(batch["input_ids"], batch["attention_mask"])
-        rows = prediction_rows(self.decide(logits), self.labels, self.oos_label)
+        logits, pooled = self.net.logits_and_embedding(batch["input_ids"], batch["attention_mask"])
+        rows = prediction_rows(self.decide(logits, pooled), self.labels, self.oos_label)
         texts = batch.get("text") or [None] * len(rows)
         return [{"text": text, **row} for text, row in zip(texts, rows, strict=True)]
 
@@ -162,29 +204,76 @@ class IntentModule(TaskModule):
         value = float(self.oos_threshold)
         return value if math.isfinite(value) else None
 
-    def decide(self, logits: torch.Tensor) -> Decisions:
-        """In-scope decisions of ``logits`` by :func:`trident_nlp.oos.decide` (numpy), the rule the artifact
-        applies too."""
-        return decide(logits.detach().float().cpu().numpy(), self.score, self.oos_index, self.threshold)
+    @property
+    def oos_stats(self) -> OosStats | None:
+        """The training statistics of the ``mahalanobis`` score (``None`` for the logit scores)."""
+        if self.score != "mahalanobis":
+            return None
+        return OosStats(self.oos_means.cpu().numpy(), self.oos_precision.cpu().numpy())
+
+    def decide(self, logits: torch.Tensor, embeddings: torch.Tensor | None = None, threshold: Any = "stored"
+               ) -> Decisions:
+        """In-scope decisions of ``logits`` (and pooled ``embeddings``) by :func:`trident_nlp.oos.decide` (numpy),
+        the rule the artifact applies too; ``threshold=None`` gives the raw scores before any threshold."""
+        numpy = (None if embeddings is None else embeddings.detach().float().cpu().numpy())
+        return decide(logits.detach().float().cpu().numpy(), self.score, self.oos_index,
+                      self.threshold if threshold == "stored" else threshold, numpy, self.oos_stats)
 
     def _eval_step(self, batch: dict[str, torch.Tensor], metrics: MetricCollection | None, stage: str) -> None:
-        logits = self.net(batch["input_ids"], batch["attention_mask"]).float()
+        logits, pooled = self.net.logits_and_embedding(batch["input_ids"], batch["attention_mask"])
+        logits = logits.float()
         size = len(batch["labels"])
         self.log(f"{stage}/loss", F.cross_entropy(logits, batch["labels"]), batch_size=size, sync_dist=True)
         assert metrics is not None
         metrics.update(logits, batch["labels"])
-        self._outputs.append((logits.detach(), batch["labels"]))
+        self._outputs.append((logits.detach(), pooled.detach().float(), batch["labels"]))
 
-    def _gathered(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The epoch's logits ``(rows, classes)`` and targets from every rank, on the CPU."""
+    def _gathered(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The epoch's logits ``(rows, classes)``, pooled embeddings and targets from every rank, on the CPU."""
         if not self._outputs:
-            return torch.zeros(0, len(self.labels)), torch.zeros(0, dtype=torch.long)
-        logits, targets = (torch.cat(column) for column in zip(*self._outputs, strict=True))
+            width = int(self.net.head.in_features)
+            return torch.zeros(0, len(self.labels)), torch.zeros(0, width), torch.zeros(0, dtype=torch.long)
+        logits, pooled, targets = (torch.cat(column) for column in zip(*self._outputs, strict=True))
         self._outputs.clear()
         if self.trainer.world_size > 1:
             logits = self.all_gather(logits).reshape(-1, logits.shape[-1])
+            pooled = self.all_gather(pooled).reshape(-1, pooled.shape[-1])
             targets = self.all_gather(targets).reshape(-1)
-        return logits.cpu(), targets.cpu()
+        return logits.cpu(), pooled.cpu(), targets.cpu()
+
+    def _fit_oos_stats(self) -> None:
+        """Class means and shared covariance of the training epoch's pooled embeddings into the buffers."""
+        if self.score != "mahalanobis" or not self._train_embeddings:
+            return
+        pooled, targets = (torch.cat(column) for column in zip(*self._train_embeddings, strict=True))
+        stats = OosStats.fit(pooled.numpy(), targets.numpy(), self.oos_index)
+        if stats.means.shape != tuple(self.oos_means.shape):
+            raise ConfigError(f"model.score mahalanobis needs every in-scope intent in the training data; "
+                              f"{len(stats.means)} of {len(self.oos_means)} were seen this epoch")
+        self.oos_means.copy_(torch.from_numpy(stats.means))
+        self.oos_precision.copy_(torch.from_numpy(stats.precision))
+
+    def _choose_threshold(self, raw: Decisions, targets: torch.Tensor) -> float:
+        """The operating point's threshold; an unreachable constraint warns now (later epochs may reach it) and is
+        remembered in :attr:`unmet_constraint`, which test and export raise."""
+        assert self.oos_index is not None
+        args = (raw.score, raw.argmax, targets.numpy(), self.oos_index)
+        kwargs = {"min_oos_recall": self.min_oos_recall, "min_in_scope_accuracy": self.min_in_scope_accuracy}
+        try:
+            threshold = choose_threshold(*args, operating_point=self.operating_point, **kwargs)
+            self.unmet_constraint = ""
+        except ConfigError as err:
+            self.unmet_constraint = str(err)
+            rank_zero_warn(f"{err} (this validation epoch; the nearest threshold is kept for now)")
+            nearest = "oos_recall" if self.operating_point == "in_scope_accuracy" else "in_scope_accuracy"
+            threshold = choose_threshold(*args, operating_point=nearest, min_oos_recall=0.0,
+                                         min_in_scope_accuracy=0.0)
+        return threshold
+
+    def check_operating_point(self) -> None:
+        """Raise the last validation's unmet constraint (see :meth:`_choose_threshold`)."""
+        if self.unmet_constraint:
+            raise ConfigError(self.unmet_constraint)
 
     def on_validation_epoch_start(self) -> None:
         self._outputs.clear()
@@ -193,39 +282,62 @@ class IntentModule(TaskModule):
         assert self.val_metrics is not None
         self.log_dict(self.val_metrics.compute(), prog_bar=True, sync_dist=True)
         self.val_metrics.reset()
-        logits, targets = self._gathered()
+        logits, pooled, targets = self._gathered()
         if self.oos_index is None or self.trainer.sanity_checking or len(targets) == 0:
             return
-        raw = decide(logits.numpy(), self.score, self.oos_index, None)  # scores before any threshold
-        threshold = choose_threshold(raw.score, raw.argmax, targets.numpy(), self.oos_index)
+        self._fit_oos_stats()
+        raw = self.decide(logits, pooled, threshold=None)  # scores before any threshold
+        threshold = self._choose_threshold(raw, targets)
         self.oos_threshold.fill_(threshold)
-        report = oos_metrics(self.decide(logits).index, targets.numpy(), self.oos_index)
+        report = oos_metrics(self.decide(logits, pooled).index, targets.numpy(), self.oos_index)
         self.log("val/in_scope_acc", report["in_scope_acc"])
         self.log("val/oos_recall", report["oos_recall"])
         self.log("val/threshold", threshold if math.isfinite(threshold) else 0.0)
+        self.log("val/oos_auroc", detection_metrics(raw.score, raw.argmax, targets.numpy(), self.oos_index)["auroc"])
 
     def on_test_epoch_start(self) -> None:
+        self.check_operating_point()
         self._outputs.clear()
 
     def on_test_epoch_end(self) -> None:
         assert self.test_metrics is not None
         self.log_dict(self.test_metrics.compute(), sync_dist=True)
         self.test_metrics.reset()
-        logits, targets = self._gathered()
-        decisions = self.decide(logits)
+        logits, pooled, targets = self._gathered()
+        decisions = self.decide(logits, pooled)
+        folder = Path(self.trainer.default_root_dir)
         if self.oos_index is not None and len(targets):
             report = oos_metrics(decisions.index, targets.numpy(), self.oos_index)
             self.log("test/in_scope_acc", report["in_scope_acc"])
             self.log("test/oos_recall", report["oos_recall"])
+            self._log_detection(decisions, targets.numpy(), folder)
         if self.trainer.is_global_zero and len(targets):
             from trident_nlp.report import write_test_report
 
-            folder = Path(self.trainer.default_root_dir)
             text, image = write_test_report(decisions.argmax, targets.numpy(), self.labels, folder)
             rank_zero_info(text)
             for logger in self.trainer.loggers:
                 if isinstance(logger, WandbLogger) and image is not None:
                     logger.log_image(key="test/confusion_matrix", images=[str(image)])
+
+    def _log_detection(self, decisions: Decisions, targets: Any, folder: Path) -> None:
+        """Threshold-free figures (AUROC, AUPR, FPR at 95 % TPR) and the in-scope accuracy vs out-of-scope recall
+        curve: ``oos_curve.png`` and, under a W&B logger, a ``wandb.plot.line``."""
+        assert self.oos_index is not None
+        figures = detection_metrics(decisions.score, decisions.argmax, targets, self.oos_index)
+        self.log_dict({f"test/oos_{key}": value for key, value in figures.items()})
+        if not self.trainer.is_global_zero:
+            return
+        from trident_nlp.report import log_curve_to_wandb, plot_tradeoff
+
+        curve = tradeoff_curve(decisions.score, decisions.argmax, targets, self.oos_index)
+        point = oos_metrics(decisions.index, targets, self.oos_index)
+        image = plot_tradeoff(curve, point, folder / "oos_curve.png", f"{self.score}, {self.operating_point}")
+        if image is None:
+            rank_zero_info("matplotlib is not installed: oos_curve.png skipped")
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                log_curve_to_wandb(logger, curve)
 
     # -- optimisation ---------------------------------------------------------------------------------
     def param_groups(self) -> list[dict[str, Any]]:
@@ -255,14 +367,16 @@ class IntentModule(TaskModule):
     # -- checkpoint and export ------------------------------------------------------------------------
     def checkpoint_extras(self) -> dict[str, Any]:
         """The tokenizer rides in the checkpoint beside the weights (it is data, megabytes for a pretrained one)."""
-        return {"tokenizer_json": self.tokenizer_json}
+        return {"tokenizer_json": self.tokenizer_json, "unmet_constraint": self.unmet_constraint}
 
     def restore_checkpoint_extras(self, extras: dict[str, Any]) -> None:
         if extras.get("tokenizer_json"):
             self.tokenizer_json = extras["tokenizer_json"]
+        self.unmet_constraint = str(extras.get("unmet_constraint", ""))
 
     def export_spec(self) -> ExportSpec:
         """See :func:`trident_nlp.export.export_spec`."""
+        self.check_operating_point()
         return export_spec(self)
 
 

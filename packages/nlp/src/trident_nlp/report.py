@@ -70,3 +70,40 @@ def write_test_report(preds: Any, targets: Any, labels: list[str], folder: Path)
     except ImportError:
         image = None
     return "\n".join(lines), image
+
+
+def plot_tradeoff(curve: dict[str, np.ndarray], point: dict[str, float], path: Path, title: str) -> Path | None:
+    """In-scope accuracy against out-of-scope recall over all thresholds, the model's operating point marked;
+    ``None`` when matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(curve["oos_recall"], curve["in_scope_acc"], lw=1.5)
+    ax.plot([point["oos_recall"]], [point["in_scope_acc"]], "o", color="C3", label="operating point")
+    ax.set_xlabel("out-of-scope recall")
+    ax.set_ylabel("in-scope accuracy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def log_curve_to_wandb(logger: Any, curve: dict[str, np.ndarray], points: int = 200) -> None:
+    """The same curve as a ``wandb.plot.line`` (``test/oos_curve``), thinned to ``points`` rows."""
+    import wandb
+
+    step = max(1, len(curve["oos_recall"]) // points)
+    rows = [[float(r), float(a)] for r, a in zip(curve["oos_recall"][::step], curve["in_scope_acc"][::step],
+                                                strict=True)]
+    table = wandb.Table(data=rows, columns=["oos_recall", "in_scope_acc"])
+    plot = wandb.plot.line(table, "oos_recall", "in_scope_acc", title="in-scope accuracy vs out-of-scope recall")
+    logger.experiment.log({"test/oos_curve": plot})
