@@ -116,3 +116,42 @@ def test_random_bytes_never_crash_with_a_foreign_error(tmp_path: Path, blob: byt
             assert str(path) in str(err)
         else:
             assert all(r.text.strip() and r.label for r in rows)
+
+
+def test_150_plus_non_ascii_intents_and_a_validation_only_label(tmp_path: Path) -> None:
+    """152 intents with non-ASCII names and texts train, export and serve with their names intact; a label only
+    validation has is an error naming the validation file, line and label (not a 152-name list)."""
+    import torch
+
+    from trident_core.export import export_artifact
+    from trident_nlp.export import IntentPredictor
+    from trident_nlp.model import IntentClassifier
+    from trident_nlp.module import IntentModule
+
+    names = [f"intención_{i}_日本" for i in range(151)] + ["oos"]
+    train = [{"text": f"quiero número {i} ünïcödé 東京 {k} 🙂", "label": n}
+             for i, n in enumerate(names) for k in range(2)]
+    val = [{"text": f"número {i} 東京 ✓", "label": n} for i, n in enumerate(names)]
+    bad = write_jsonl(tmp_path / "val_bad.jsonl", [*val[:5], {"text": "¿qué tiempo hace?", "label": "météo"}])
+    common = {"data_dir": str(tmp_path), "train_file": str(write_jsonl(tmp_path / "train.jsonl", train)),
+              "backbone": "scratch", "wordpiece_vocab_size": 400, "batch_size": 64}
+    dm = IntentDataModule(val_file=str(bad), **common)
+    with pytest.raises(DataError, match=r"val_bad.jsonl:6: \[label\] label 'météo' does not occur in the training "
+                                        r"data \(152 labels\)") as err:
+        dm.setup("fit")
+    assert "intención_3_日本" not in str(err.value)
+    dm = IntentDataModule(val_file=str(write_jsonl(tmp_path / "val.jsonl", val)), **common)
+    assert dm.labels == sorted(names) and dm.num_labels == 152
+    net = IntentClassifier(dm.num_labels, dm.backbone, dm.vocab_size, dm.max_length, hidden_size=32, num_layers=1,
+                           num_heads=2)
+    module = IntentModule(net=net, labels=dm.labels, tokenizer_json=dm.tokenizer_json)
+    from lightning.pytorch import Trainer
+
+    torch.manual_seed(0)
+    Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, default_root_dir=str(tmp_path), max_epochs=1).fit(module, dm)
+    artifact = export_artifact(module.export_spec(), tmp_path / "artifact", domain="nlp").path
+    predictor = IntentPredictor.from_artifact(artifact)
+    assert predictor.metadata.labels == sorted(names)  # non-ASCII names survive metadata.json
+    rows = predictor.predict(["número 7 東京 ✓", "🙂"])
+    assert all(row["intent"] in names for row in rows)

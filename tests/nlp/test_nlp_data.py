@@ -68,7 +68,7 @@ def test_one_file_is_split_with_a_fixed_seed(tmp_path: Path) -> None:
     a, b = _dm(tmp_path, file=str(path), seed=3), _dm(tmp_path, file=str(path), seed=3)
     assert [r.text for r in a.records["validation"]] == [r.text for r in b.records["validation"]]
     sizes = [len(a.records[s]) for s in ("train", "validation", "test")]
-    assert sizes == [40, 5, 5]
+    assert sizes == [40, 6, 4]  # per label 25 -> 20, 3, 2 (largest remainder, ties to the earlier part)
     texts = [r.text for s in ("train", "validation", "test") for r in a.records[s]]
     assert sorted(texts) == sorted(r["text"] for r in rows)
     with pytest.raises(ConfigError):
@@ -143,3 +143,26 @@ def test_default_dataset_is_a_realistic_support_desk(tmp_path: Path) -> None:
     dm = _dm(tmp_path)
     assert dm.uses_default_data() and dm.num_labels == len(INTENTS) + 1
     assert (tmp_path / "default" / "train.jsonl").is_file()
+
+
+def test_a_single_file_is_split_per_label_so_rare_intents_reach_every_split(tmp_path: Path) -> None:
+    """A 3-example intent among 100-example ones lands once in train, validation and test; a plain random split
+    (the control: the core's seeded_split) leaves it out of some split for most seeds."""
+    from trident_core.data import seeded_split
+    from trident_nlp.data import stratified_split
+
+    rows = [{"text": f"common {i}", "label": "common"} for i in range(100)]
+    rows += [{"text": f"rare {i}", "label": "rare"} for i in range(3)]
+    path = write_jsonl(tmp_path / "all.jsonl", rows)
+    records = read_records(path)
+    for seed in range(5):
+        dm = _dm(tmp_path, file=str(path), seed=seed)
+        for split in ("train", "validation", "test"):
+            assert sum(r.label == "rare" for r in dm.records[split]) == 1, (seed, split)
+        assert sorted(r.text for s in dm.records.values() for r in s) == sorted(r["text"] for r in rows)
+    missed = sum(any(all(r.label != "rare" for r in part) for part in seeded_split(records, (0.8, 0.1, 0.1), seed))
+                 for seed in range(20))
+    assert missed >= 10  # the control: without stratification the rare intent is often missing somewhere
+    _, val = stratified_split(records, (0.9, 0.1), 0)
+    assert [r.line for r in val] == sorted(r.line for r in val)  # file order kept inside a part
+    assert sum(r.label == "rare" for r in val) == 1 and len(val) == 11

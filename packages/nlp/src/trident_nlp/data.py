@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 import logging
 from collections.abc import Sequence
@@ -151,6 +152,43 @@ def read_records(path: str | Path, text_column: str = "text", label_column: str 
     return records
 
 
+def stratified_split(records: Sequence[Record], fractions: Sequence[float], seed: int) -> list[list[Record]]:
+    """:func:`trident_core.data.seeded_split` per label: every part gets each label's share (largest remainder),
+    and a label with at least as many records as there are non-empty fractions lands in every such part, so rare
+    intents are in validation and test too. Each part keeps file order.
+    """
+    seeded_split([], fractions, seed)  # the core's checks of the fractions
+    by_label: dict[str, list[Record]] = {}
+    for record in records:
+        by_label.setdefault(record.label, []).append(record)
+    parts: list[list[Record]] = [[] for _ in fractions]
+    for label in sorted(by_label):
+        shuffled = seeded_split(by_label[label], [1.0], seed)[0]
+        start = 0
+        for part, size in zip(parts, _part_sizes(len(shuffled), fractions), strict=True):
+            part.extend(shuffled[start : start + size])
+            start += size
+    return [sorted(part, key=lambda r: (r.path, r.line)) for part in parts]
+
+
+def _part_sizes(n: int, fractions: Sequence[float]) -> list[int]:
+    """Sizes of ``n`` items split by ``fractions`` (the last part takes the remainder, as in ``seeded_split``)."""
+    shares = [f * n for f in fractions[:-1]]
+    shares.append(n - sum(shares))
+    sizes = [int(share) for share in shares]
+    by_remainder = sorted(range(len(shares)), key=lambda i: (-(shares[i] - sizes[i]), i))
+    for i in by_remainder[: n - sum(sizes)]:
+        sizes[i] += 1
+    wanted = [i for i, f in enumerate(fractions) if f > 0 or (i == len(fractions) - 1 and shares[i] > 0)]
+    if n >= len(wanted):
+        for i in wanted:
+            if sizes[i] == 0:
+                donor = max(range(len(sizes)), key=lambda j: sizes[j])
+                sizes[donor] -= 1
+                sizes[i] += 1
+    return sizes
+
+
 def read_texts(path: str | Path, text_column: str = "text") -> list[str]:
     """Texts to classify: plain text (one per line) or JSONL with a ``text_column`` key."""
     path = Path(path)
@@ -281,6 +319,7 @@ class IntentDataModule(TridentDataModule):
         self.wordpiece_vocab_size = wordpiece_vocab_size
         self.bucket_factor = bucket_factor
         self.datasets: dict[str, IntentDataset] = {}
+        self._test_is_validation = False
 
     # -- default data ---------------------------------------------------------------------------------
     def uses_default_data(self) -> bool:
@@ -316,7 +355,7 @@ class IntentDataModule(TridentDataModule):
             train, val, test = (self._read(root / f"{s}.jsonl") for s in ("train", "validation", "test"))
         elif self.file is not None:
             everything = self._read(self.file) or []
-            train, val, test = seeded_split(everything, self.split, self.seed)
+            train, val, test = stratified_split(everything, self.split, self.seed)
             if not train or not val:
                 raise DataError(f"split {list(self.split)} leaves an empty train or validation part", path=self.file)
         else:
@@ -326,8 +365,9 @@ class IntentDataModule(TridentDataModule):
                 self._read(self.test_file),
             )
             if val is None:
-                train, val = seeded_split(train or [], (1 - self.split[1], self.split[1]), self.seed)
+                train, val = stratified_split(train or [], (1 - self.split[1], self.split[1]), self.seed)
         if not test:
+            self._test_is_validation = True
             test = val
         return {"train": train or [], "validation": val or [], "test": test or []}
 
@@ -373,8 +413,11 @@ class IntentDataModule(TridentDataModule):
         records = self.records[split]
         for r in records:
             if r.label not in index:
+                close = difflib.get_close_matches(r.label, self.labels, n=3)
+                known = f"{self.labels}" if len(self.labels) <= 12 else f"{len(self.labels)} labels"
+                hint = f"; did you mean {close}?" if close else ""
                 raise DataError(
-                    f"label {r.label!r} does not occur in the training data (labels: {self.labels})",
+                    f"label {r.label!r} does not occur in the training data ({known}){hint}",
                     path=r.path,
                     line=r.line,
                     key=self.label_column,
@@ -389,6 +432,9 @@ class IntentDataModule(TridentDataModule):
         for split in splits:
             if split not in self.datasets:
                 self.datasets[split] = self._dataset(split)
+        if stage == "test" and self._test_is_validation:
+            log.warning("no test data (data.test_file, or a data.split test part): `test` runs on the VALIDATION "
+                        "set, which chose the out-of-scope threshold; its figures are optimistic")
         if stage == "predict":
             if self.predict_file is None:
                 raise ConfigError("predict needs data.predict_file (text lines or JSONL)")
