@@ -105,8 +105,9 @@ def _datamodule(tmp_path: Path) -> IntentDataModule:
 def _module(dm: IntentDataModule, **kwargs) -> IntentModule:
     net = IntentClassifier(dm.num_labels, dm.backbone, dm.vocab_size, dm.max_length, hidden_size=32, num_layers=1,
                            num_heads=2, dropout=0.0)
-    return IntentModule(net=net, labels=dm.labels, tokenizer_json=dm.tokenizer_json,
-                        optimizer=lambda p: torch.optim.AdamW(p, lr=3e-3), **kwargs)
+    kwargs.setdefault("labels", dm.labels)
+    return IntentModule(net=net, tokenizer_json=dm.tokenizer_json, optimizer=lambda p: torch.optim.AdamW(p, lr=3e-3),
+                        **kwargs)
 
 
 def test_mahalanobis_fit_test_export_and_artifact_agree(tmp_path: Path) -> None:
@@ -148,13 +149,14 @@ def test_mahalanobis_fit_test_export_and_artifact_agree(tmp_path: Path) -> None:
 
 def test_unmet_constraint_fails_test_and_export_after_a_checkpoint(tmp_path: Path) -> None:
     dm = _datamodule(tmp_path)
-    module = _module(dm, operating_point="oos_recall", min_in_scope_accuracy=0.9)
+    labels = ["password", "refund", "track", "oos"]  # oos at index 3, as in TARGETS
+    module = _module(dm, labels=labels, operating_point="oos_recall", min_in_scope_accuracy=0.9)
     raw = Decisions(ARGMAX, SCORES, SCORES, np.ones(10, bool), ARGMAX)
     threshold = module._choose_threshold(raw, torch.from_numpy(TARGETS))
     assert threshold == -np.inf  # the nearest: the best in-scope accuracy, for now
     with pytest.raises(ConfigError, match="best in-scope accuracy is 0.8333"):
         module.export_spec()
-    restored = _module(dm, operating_point="oos_recall", min_in_scope_accuracy=0.9)
+    restored = _module(dm, labels=labels, operating_point="oos_recall", min_in_scope_accuracy=0.9)
     restored.restore_checkpoint_extras(module.checkpoint_extras())  # what a checkpoint carries
     with pytest.raises(ConfigError, match="best in-scope accuracy is 0.8333"):
         restored.check_operating_point()
