@@ -1,6 +1,6 @@
 """Compare out-of-scope scores of one checkpoint on a validation file (numbers for the nlp README).
 
-    uv run python packages/nlp/benchmarks/compare_oos_scores.py CKPT TRAIN.jsonl VAL.jsonl [--train-mode]
+    uv run python benchmarks/nlp_oos_scores.py CKPT TRAIN.jsonl VAL.jsonl [--train-mode]
 
 Scores: max_prob, energy (logits) and mahalanobis (class means + shared covariance of the pooled training
 embeddings: eval mode, or with ``--train-mode`` dropout on, as the module's training-epoch statistics are).
