@@ -47,7 +47,8 @@ def run_domain_demo(spec: DomainSpec, output: Path, extra_args: list[str] | None
         artifact = root / "artifact"
         row.artifact = str(artifact)
         inputs = load_object(spec.demo_inputs)(data_dir)
-        predictions = load_object(spec.infer)(str(artifact), inputs, str(root / "predictions"), 32)
+        # each domain's own default batch (vision: the windows per call that training evaluated with)
+        predictions = load_object(spec.infer)(str(artifact), inputs, str(root / "predictions"))
         row.predictions = len(predictions or [])
         import wandb
 
