@@ -180,6 +180,7 @@ def test_a_resumed_run_sees_exactly_the_augmented_batches_of_an_uninterrupted_on
     assert any(a.shape != b.shape or not torch.equal(a, b) for a, b in zip(whole.seen[0], raw, strict=True))
 
 
+@pytest.mark.slow
 def test_telephony_config_fits_exports_and_infers_8khz_audio(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -29,7 +29,10 @@ def test_out_of_memory_names_batch_input_and_fix(tmp_path: Path, capsys: pytest.
     assert "batch size 32" in err and "[32, 8] float32" in err
     assert "lower data.batch_size (e.g. 16)" in err and "accumulate_grad_batches (to 2)" in err
     assert "Traceback" not in err
-    assert (tmp_path / "run" / "checkpoints" / "on_exception.ckpt").is_file()  # other handlers still ran
+    # nothing trained at step 0, so no on_exception.ckpt (ProgressOnException) and the fixed run can reuse the folder
+    assert not list((tmp_path / "run").glob("checkpoints/*.ckpt"))
+    main([*_args(tmp_path, 10**6), "--data.batch_size", "32"])
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_library_callers_get_a_resource_error_with_the_original_cause(tmp_path: Path) -> None:

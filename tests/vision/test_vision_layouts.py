@@ -129,6 +129,7 @@ def test_label_values_with_a_gap_and_a_class_missing_from_a_volume(phantoms: Pat
     assert metrics["test/dice_liver"] > 0.4, metrics
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels", ["4d", "files"])
 def test_two_channel_images(phantoms: Path, tmp_path: Path, channels: str) -> None:
     dataset = derive(phantoms, tmp_path / "data", {"0": "background", "1": "ellipsoid", "2": "tube"},
@@ -143,6 +144,7 @@ def test_two_channel_images(phantoms: Path, tmp_path: Path, channels: str) -> No
     assert all(isinstance(row["input"], list if channels == "files" else str) for row in rows)
 
 
+@pytest.mark.slow
 def test_brain_extraction_on_the_mni152_template(tmp_path: Path) -> None:
     """Real anatomy, one foreground class: brain (grey + white matter) vs background on subjects made from the
     MNI152 template in the nilearn wheel (its dataset.json says MR: z-scored over the head)."""
