@@ -105,3 +105,17 @@ def test_a_dead_rank_ends_the_job_with_an_error(tmp_path: Path, rank: int) -> No
     after_death = ended - float((tmp_path / "died").read_text())
     assert after_death < BOUND_S, f"the job took {after_death:.0f} s to end after rank {rank} died"
     print(f"rank {rank} died at step 20; every process was gone {after_death:.1f} s later ({elapsed:.0f} s in all)")
+
+
+@pytest.mark.distributed
+def test_a_one_sample_batch_on_one_rank_is_skipped_on_every_rank(tmp_path: Path) -> None:
+    """BatchNorm cannot train on one sample, so TaskModule skips such a batch; under DDP every rank must skip it
+    together (a rank that skips alone leaves the others waiting in the gradient all-reduce until the timeout).
+    Control: deciding per rank (without the all-rank reduction) puts the ranks out of step and the run fails
+    (gloo: "Connection reset by peer")."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # PYTHONPATH (toydomain) comes from conftest.py
+    proc = subprocess.run([sys.executable, str(HERE / "bn_uneven_probe.py")], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # 2 epochs x 2 full batches on both ranks; each rank's third batch is skipped because rank 0's holds one sample
+    assert "rank 0 steps 4" in proc.stderr and "rank 1 steps 4" in proc.stderr, proc.stderr[-3000:]

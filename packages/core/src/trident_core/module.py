@@ -125,16 +125,21 @@ class TaskModule(LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> int | None:
         """Skip a training batch of one sample when the network has BatchNorm (its statistics need two or more;
         PyTorch raises on one). Such a batch is the remainder at the end of an epoch, so Lightning's ``-1``
-        ("skip the rest of this epoch") skips exactly it. Subclasses that override this call ``super()``."""
+        ("skip the rest of this epoch") skips exactly it; under DDP every rank skips when any rank has one.
+        Subclasses that override this call ``super()``."""
         if batch_idx == 0 or self._batchnorms is None:  # walk the modules once per epoch, not every step
             self._batchnorms = [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         if not any(m.training for m in self._batchnorms):
             return None
         try:
-            size = extract_batch_size(batch)
+            one_sample = extract_batch_size(batch) == 1
         except Exception:  # batches without tensors: nothing to judge
-            return None
-        if size != 1:
+            one_sample = False
+        if self._trainer is not None and self.trainer.world_size > 1:
+            # Every rank must skip together: a rank that skips alone leaves the others waiting in the gradient
+            # all-reduce (samplers that batch by length or duration can give one rank the remainder of one).
+            one_sample = self.trainer.strategy.reduce_boolean_decision(one_sample, all=False)
+        if not one_sample:
             return None
         log.warning(
             "skipping a training batch of 1 sample at step %d (batch %d): BatchNorm cannot train on one sample; "
