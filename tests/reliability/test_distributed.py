@@ -110,7 +110,7 @@ def test_a_dead_rank_ends_the_job_with_an_error(tmp_path: Path, rank: int) -> No
 @pytest.mark.distributed
 def test_a_one_sample_batch_on_one_rank_is_skipped_on_every_rank(tmp_path: Path) -> None:
     """BatchNorm cannot train on one sample, so TaskModule skips such a batch; under DDP every rank must skip it
-    together (a rank that skips alone leaves the others waiting in the gradient all-reduce until the timeout).
+    together (a rank that skips alone pairs its next gradient all-reduce with another rank's different step).
     Control: deciding per rank (without the all-rank reduction) puts the ranks out of step and the run fails
     (gloo: "Connection reset by peer")."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # PYTHONPATH (toydomain) comes from conftest.py
