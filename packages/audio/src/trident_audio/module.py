@@ -39,12 +39,14 @@ def word_errors(reference: str, hypothesis: str) -> int:
 
 
 class SpeechModule(TaskModule):
-    """Trains an encoder (``ConformerEncoder``) with a linear CTC head on characters or BPE pieces.
+    """Trains an encoder (``ConformerEncoder`` or a pretrained ``PretrainedEncoder``) with a linear CTC head on
+    characters or BPE pieces.
 
     Args:
         net: Encoder with ``features(waveform, lengths)``, ``encode(features, lengths)``, ``output_dim`` and
-            ``sample_rate`` (see :class:`trident_audio.model.ConformerEncoder`); the CLI links ``data.sample_rate``
-            to its ``sample_rate``, and a batch at another rate is a ConfigError.
+            ``sample_rate`` (see :class:`trident_audio.model.ConformerEncoder` and
+            :class:`trident_audio.hf.PretrainedEncoder`); the CLI links ``data.sample_rate`` to its ``sample_rate``,
+            and a batch at another rate is a ConfigError.
         tokenizer: Tokenizer dict (linked from ``data.tokenizer_config``); ``None`` is the character default.
         lm_texts: Normalised training transcripts the word LM is trained on (linked from ``data.train_texts``;
             not a hyperparameter: the LM itself travels in checkpoints and artifacts).
@@ -61,6 +63,10 @@ class SpeechModule(TaskModule):
         time_masks: SpecAugment time masks.
         time_width: Largest time mask (fraction of the utterance).
         chunk_seconds: Inference splits longer audio into chunks of at most this many seconds.
+        encoder_lr: Learning rate of the net (its top layer when the net has ``layer_depths()``); the head keeps the
+            optimizer's ``lr``. ``None``: one learning rate for everything.
+        layer_decay: With ``encoder_lr``, the learning rate is multiplied by this once per layer below the top
+            (layer-wise decay; 1.0: none).
         optimizer: Optimizer callable (default AdamW).
         scheduler: Scheduler callable (default warmup + cosine).
         warmup_ratio: Warmup fraction of the default scheduler.
@@ -83,6 +89,8 @@ class SpeechModule(TaskModule):
         time_masks: int = 2,
         time_width: float = 0.05,
         chunk_seconds: float = 20.0,
+        encoder_lr: float | None = None,
+        layer_decay: float = 1.0,
         optimizer: OptimizerCallable | None = None,
         scheduler: LRSchedulerCallable | None = None,
         warmup_ratio: float = 0.06,
@@ -94,7 +102,12 @@ class SpeechModule(TaskModule):
             raise ConfigError(f"model.lm_order must be 0 (no LM), 1, 2 or 3, got {lm_order}")
         for attr in ("features", "encode", "output_dim", "sample_rate"):
             if not hasattr(net, attr):
-                raise ConfigError(f"model.net must provide {attr!r} (use trident_audio.model.ConformerEncoder)")
+                raise ConfigError(f"model.net must provide {attr!r} (use trident_audio.model.ConformerEncoder or "
+                                  "trident_audio.hf.PretrainedEncoder)")
+        if encoder_lr is not None and not encoder_lr > 0:
+            raise ConfigError(f"model.encoder_lr must be > 0 (or null for one learning rate), got {encoder_lr}")
+        if not 0 < layer_decay <= 1:
+            raise ConfigError(f"model.layer_decay must be in (0, 1], got {layer_decay}")
         front_end(net)  # a front end built for another rate than the net declares is a ConfigError
         self.tokenizer = tokenizer_from_dict(tokenizer)
         self.head = nn.Linear(net.output_dim, self.tokenizer.vocab_size)
@@ -104,6 +117,8 @@ class SpeechModule(TaskModule):
         self.lm_weight = lm_weight
         self.word_bonus = word_bonus
         self.chunk_seconds = chunk_seconds
+        self.encoder_lr = encoder_lr
+        self.layer_decay = layer_decay
         self.lm_path = lm_path
         self.lm = WordNgramLM.train(lm_texts, order=lm_order) if lm_texts and lm_order and not lm_path else None
         if self.lm is not None:
@@ -173,6 +188,24 @@ class SpeechModule(TaskModule):
                        lm=self.lm, lm_weight=self.lm_weight, word_bonus=self.word_bonus)
             for row, length in zip(scores, lengths.tolist(), strict=True)
         ]
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """One group without ``encoder_lr``; with it, the head at the optimizer's ``lr`` and the net at ``encoder_lr``
+        scaled by ``layer_decay`` per layer below the top (``net.layer_depths()``; a net without it is all top)."""
+        if self.encoder_lr is None:
+            return super().param_groups()
+        depths = self.net.layer_depths() if hasattr(self.net, "layer_depths") else {}
+        top = max(depths.values(), default=0)
+        groups: dict[float | None, dict[str, Any]] = {}
+        for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
+            lr = None  # the head: the optimizer's own lr
+            if name.startswith("net."):
+                lr = self.encoder_lr * self.layer_decay ** (top - depths.get(name.removeprefix("net."), top))
+            group = groups.setdefault(lr, {"params": []} if lr is None else {"params": [], "lr": lr})
+            group["params"].append(param)
+        return list(groups.values())
 
     def on_fit_start(self) -> None:
         if self.lm_path:
