@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -154,7 +155,7 @@ class PretrainedEncoder(nn.Module):
         return depths
 
 
-def _read_folder(folder: Path) -> tuple[object, object]:
+def _read_folder(folder: Path) -> tuple[Any, Any]:
     """The feature extractor and config of a ``save_pretrained`` folder, or a ConfigError naming what is missing."""
     key = "model.net.init_args.path"
     if not folder.is_dir():
