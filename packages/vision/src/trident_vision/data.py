@@ -18,11 +18,11 @@ from torch.utils.data import DistributedSampler
 
 from trident_core.data import TridentDataModule, build_once, seeded_split
 from trident_core.errors import ConfigError, DataError
+from trident_vision.cache import cache_key, cached_dataset, check_cache
 from trident_vision.datalist import Datalist, check_case, find_pairs, image_channels, read_datalist
 from trident_vision.defaults import BRAIN_LABELS, BUILDERS, PHANTOM_LABELS
 from trident_vision.transforms import eval_transforms, intensity_mode, make_preprocessing, train_transforms
 
-CACHE_KINDS = ("memory", "disk", "none")
 DEFAULT_DATA_VERSION = "3"
 
 
@@ -50,8 +50,12 @@ class SegmentationDataModule(TridentDataModule):
         pos: Relative weight of patches centred on foreground.
         neg: Relative weight of patches centred on background.
         augment: Random flips, 90 degree rotations, intensity scale and shift.
-        cache: ``memory`` (CacheDataset), ``disk`` (PersistentDataset) or ``none``.
-        cache_dir: Folder of the disk cache (default ``<data_dir>/.cache``).
+        cache: ``memory`` (CacheDataset: every preprocessed volume in RAM), ``disk`` (PersistentDataset: each
+            volume preprocessed once, written to ``cache_dir`` and read back, for data larger than RAM) or
+            ``none`` (preprocess at every access). See :mod:`trident_vision.cache`.
+        cache_dir: Folder of the disk cache (default ``<trainer.default_root_dir>/data_cache``, or
+            ``<data_dir>/.cache`` without a trainer); subfolders are keyed by the preprocessing, so one folder
+            serves several configs and a changed config or file is never read stale.
         cache_rate: Fraction of the volumes kept in the memory cache.
         cache_num_workers: Threads that fill the cache.
         thread_loader: With ``num_workers=0``, run the random transforms in a background thread
@@ -97,8 +101,7 @@ class SegmentationDataModule(TridentDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__(batch_size, num_workers, persistent_workers, pin_memory, seed)
-        if cache not in CACHE_KINDS:
-            raise ConfigError(f"data.cache must be one of {CACHE_KINDS}, got {cache!r}")
+        check_cache(cache)
         if default_dataset not in BUILDERS:
             raise ConfigError(f"data.default_dataset must be one of {sorted(BUILDERS)}, got {default_dataset!r}")
         if datalist and image_dir:
@@ -223,22 +226,27 @@ class SegmentationDataModule(TridentDataModule):
             trainer.global_rank]
 
     def _dataset(self, name: str, entries: list[dict[str, str]]) -> Any:
-        from monai.data import CacheDataset, Dataset, PersistentDataset
-
+        pad: list[int] | None = None
         if name == "train":
+            pad = self.roi_size
             transform = train_transforms(self.preprocessing, self.roi_size, self.num_samples, self.pos, self.neg,
                                          self.augment, self.label_values)
         else:
             transform = eval_transforms(self.preprocessing, with_label=name != "predict",
                                         label_values=self.label_values)
-        if self.cache == "memory":
-            return CacheDataset(entries, transform, cache_rate=self.cache_rate, num_workers=self.cache_num_workers,
-                                progress=False, copy_cache=True)
-        if self.cache == "disk":
-            cache_dir = Path(self.cache_dir or Path(self.data_dir) / ".cache")
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            return PersistentDataset(entries, transform, cache_dir=cache_dir)
-        return Dataset(entries, transform)
+        kind = "train" if name == "train" else ("eval" if name != "predict" else "image")
+        key = cache_key(kind, self.preprocessing, self.label_values, pad)
+        return cached_dataset(self.cache, entries, transform, cache_dir=self.disk_cache_dir(), key=key,
+                              cache_rate=self.cache_rate, num_workers=self.cache_num_workers)
+
+    def disk_cache_dir(self) -> Path:
+        """Where ``data.cache: disk`` writes: ``data.cache_dir``, else under the run folder (or ``data_dir``)."""
+        if self.cache_dir:
+            return Path(self.cache_dir)
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            return Path(trainer.default_root_dir) / "data_cache"
+        return Path(self.data_dir) / ".cache"
 
     def _loader(self, name: str, shuffle: bool, batch_size: int) -> Any:
         from monai.data import list_data_collate
