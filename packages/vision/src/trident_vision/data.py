@@ -236,16 +236,17 @@ class SegmentationDataModule(TridentDataModule):
                                         label_values=self.label_values)
         kind = "train" if name == "train" else ("eval" if name != "predict" else "image")
         key = cache_key(kind, self.preprocessing, self.label_values, pad)
-        return cached_dataset(self.cache, entries, transform, cache_dir=self.disk_cache_dir(), key=key,
+        cache_dir = self.disk_cache_dir() if self.cache == "disk" else None
+        return cached_dataset(self.cache, entries, transform, cache_dir=cache_dir, key=key,
                               cache_rate=self.cache_rate, num_workers=self.cache_num_workers)
 
     def disk_cache_dir(self) -> Path:
         """Where ``data.cache: disk`` writes: ``data.cache_dir``, else under the run folder (or ``data_dir``)."""
         if self.cache_dir:
             return Path(self.cache_dir)
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None:
-            return Path(trainer.default_root_dir) / "data_cache"
+        root = getattr(getattr(self, "trainer", None), "default_root_dir", None)
+        if root is not None:
+            return Path(root) / "data_cache"
         return Path(self.data_dir) / ".cache"
 
     def _loader(self, name: str, shuffle: bool, batch_size: int) -> Any:
