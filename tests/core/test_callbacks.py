@@ -31,12 +31,20 @@ def test_throughput_is_logged_as_samples_per_second(tmp_path: Path) -> None:
 
 
 def test_ema_weight_averaging_by_class_path(tmp_path: Path) -> None:
-    plain = _fit(tmp_path, "plain")
+    decay = 0.9
     ema = _fit(tmp_path, "ema", "--trainer.callbacks+=lightning.pytorch.callbacks.EMAWeightAveraging",
-               "--trainer.callbacks.decay=0.9")
+               f"--trainer.callbacks.decay={decay}", "--trainer.callbacks+=step_weights.StepWeights")
     assert any(type(cb).__name__ == "EMAWeightAveraging" for cb in ema.trainer.callbacks)
-    weights = [m.net.body[0].weight for m in (plain.model, ema.model)]
-    assert not torch.equal(*weights)  # the averaged weights, not the last step's
+    steps = next(cb for cb in ema.trainer.callbacks if type(cb).__name__ == "StepWeights").steps
+    assert len(steps) == ema.trainer.global_step == 32
+    # the exponential average by hand: the first update copies the weights, then e = decay * e + (1 - decay) * w
+    expected = dict(steps[0])
+    for weights in steps[1:]:
+        expected = {k: decay * expected[k] + (1 - decay) * w for k, w in weights.items()}
+    final = ema.model.state_dict()
+    for key, value in expected.items():
+        torch.testing.assert_close(final[key], value, rtol=0, atol=1e-6)
+    assert not torch.allclose(final["net.body.0.weight"], steps[-1]["net.body.0.weight"], atol=1e-3)
     assert float(ema.trainer.callback_metrics["val/acc"]) > 0.9
 
 
