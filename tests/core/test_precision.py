@@ -28,6 +28,30 @@ def test_cpu_precision_follows_the_bf16_instructions(
     assert precision.resolve_precision("mps") == ("32-true", "accelerator 'mps'")
 
 
+def _cpuinfo_flags() -> set[str]:
+    flags: set[str] = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags |= set(line.split(":", 1)[1].split())
+    return flags
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="no /proc/cpuinfo to read this CPU's flags from")
+def test_cpu_bf16_detection_matches_this_cpus_flags() -> None:
+    """No mock: the detection (a private torch API) against the kernel's CPU flags, read independently. A torch
+    upgrade that renames or drops the API would switch the recipes to fp32 on a bf16 CPU; this fails then."""
+    flags = _cpuinfo_flags()
+    amx = {"amx_tile", "amx_bf16"} <= flags
+    avx512_bf16 = "avx512_bf16" in flags
+    native, found = precision.native_bf16("cpu")
+    assert native is (amx or avx512_bf16), f"detected {found!r}; /proc/cpuinfo bf16 flags: {flags & _BF16_FLAGS}"
+    assert found == ("this CPU has AMX" if amx else "this CPU has AVX512-BF16" if avx512_bf16
+                     else "this CPU has neither AMX nor AVX512-BF16")
+
+
+_BF16_FLAGS = {"amx_tile", "amx_bf16", "avx512_bf16"}
+
+
 def _fit(tmp_path: Path, name: str, *extra: str):
     return run_domain(DOMAIN, ["fit", "--config", "debug", "--trainer.default_root_dir", str(tmp_path / name),
                                "--data.data_dir", str(tmp_path / "data"), "--trainer.accelerator", "cpu", *extra])
