@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -176,30 +178,47 @@ def test_full_disk_is_detected_before_training(tmp_path: Path, monkeypatch: pyte
     assert not (tmp_path / "data").exists() and not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_unwritable_output_is_detected_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    ro = tmp_path / "readonly"
-    ro.mkdir()
-    ro.chmod(0o500)
+def test_output_path_under_a_file_is_detected_before_training(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
     blocked = tmp_path / "file"
     blocked.write_text("a file where a folder should be")  # unwritable even for root
-    try:
-        for root in (ro / "run", blocked / "run"):
-            if root.parent == ro and _root_ignores_permissions(ro):
-                continue
-            with pytest.raises(SystemExit):
-                main(["fit", "--config", "debug", "--trainer.default_root_dir", str(root),
-                      "--data.data_dir", str(tmp_path / "data")])
-            err = capsys.readouterr().err
-            assert f"{root}: output folder is not writable" in err and "--trainer.default_root_dir" in err
-    finally:
-        ro.chmod(0o700)
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", "debug", "--trainer.default_root_dir", str(blocked / "run"),
+              "--data.data_dir", str(tmp_path / "data")])
+    err = capsys.readouterr().err
+    assert f"{blocked / 'run'}: output folder is not writable" in err and "--trainer.default_root_dir" in err
     assert not (tmp_path / "data").exists()
 
 
-def _root_ignores_permissions(folder: Path) -> bool:
+def test_read_only_output_folder_is_detected_before_training(tmp_path: Path) -> None:
+    """A folder without write permission. Root ignores permission bits, so as root (CI) the check runs in a child
+    process as ``nobody`` (through ``setpriv``); it skips, visibly in ``-ra``, only where neither is possible."""
+    nobody = 65534
+    as_root = os.geteuid() == 0
+    if as_root and shutil.which("setpriv") is None:
+        pytest.skip("running as root and setpriv (util-linux) is missing: cannot run as a user that permissions bind")
+    # as root, a world-readable folder owned by nobody (pytest's tmp_path is root-only)
+    base = Path(tempfile.mkdtemp(prefix="trident-ro-")) if as_root else tmp_path
     try:
-        (folder / ".probe").write_text("x")
-    except OSError:
-        return False
-    (folder / ".probe").unlink()
-    return True
+        ro = base / "readonly"
+        ro.mkdir()
+        if as_root:
+            for path in (base, ro):
+                os.chown(path, nobody, nobody)
+            base.chmod(0o755)
+        ro.chmod(0o500)  # read and enter, no write, for its owner
+        root, data = ro / "run", base / "data"
+        args = ["fit", "--config", "debug", "--trainer.default_root_dir", str(root), "--data.data_dir", str(data),
+                "--trainer.logger", "false"]
+        command = [sys.executable, "-c", f"from toydomain import main\nmain({args!r})"]
+        if as_root:
+            command = ["setpriv", f"--reuid={nobody}", f"--regid={nobody}", "--clear-groups", "--", *command]
+        done = subprocess.run(command, env={**os.environ, "HOME": str(base)}, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 2, done.stderr[-3000:]
+        assert f"{root}: output folder is not writable" in done.stderr and "--trainer.default_root_dir" in done.stderr
+        assert not data.exists() and not root.exists()
+    finally:
+        ro.chmod(0o700)
+        if as_root:
+            shutil.rmtree(base)
