@@ -53,9 +53,9 @@ def test_train_transforms_keep_patches_aligned(tmp_path: Path) -> None:
     for patch in patches:
         assert tuple(patch["image"].shape) == (1, 24, 24, 24) == tuple(patch["label"].shape)
         label = patch["label"][0].numpy()
-        if (label == 1).sum() > 20:
-            # intensity augmentation shifts/scales by up to 10%: class 1 still the brightest
-            assert _agreement(patch["image"][0].numpy(), label) > 0.85
+        assert (label == 1).sum() > 100  # the phantom fits in a patch centred on foreground: class 1 is in each
+        # intensity augmentation shifts/scales by up to 10%: class 1 still the brightest
+        assert _agreement(patch["image"][0].numpy(), label) > 0.85
 
 
 def test_intensity_window(tmp_path: Path) -> None:
