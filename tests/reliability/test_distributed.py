@@ -17,7 +17,12 @@ from toydomain import DOMAIN
 from trident_core.cli import run_domain
 
 HERE = Path(__file__).parent
-BOUND_S = 120  # a dead rank must end the job within this (Lightning's observer + gloo's closed sockets)
+README_DEAD_RANK_S = 5.0  # README: every process gone 4.3-4.6 s after a rank died (Lightning's observer polls
+# every 5 s, then gloo's closed sockets end the other rank)
+MARGIN_S = 15.0  # for a loaded machine (2 cores shared by several test runs); the hang this guards against is
+# unbounded
+BOUND_S = README_DEAD_RANK_S + MARGIN_S
+STARTUP_S = 600  # start-up and 20 steps on a loaded machine (not the figure under test)
 
 
 def _ddp(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
@@ -85,26 +90,32 @@ def test_ddp_weights_equal_single_process(tmp_path: Path, mutation: str) -> None
 @pytest.mark.slow
 @pytest.mark.parametrize("rank", [1, 0])
 def test_a_dead_rank_ends_the_job_with_an_error(tmp_path: Path, rank: int) -> None:
+    """Timed from the rank's death (its stamp), not from the start: start-up on a loaded machine takes minutes."""
     start = time.monotonic()
+    stamp = tmp_path / "died"
     proc = _ddp(tmp_path, "--trainer.max_epochs", "50", "--trainer.callbacks+=faults.ExitRankAtStep",
-                f"--trainer.callbacks.rank={rank}", "--trainer.callbacks.step=20",
-                f"--trainer.callbacks.stamp={tmp_path / 'died'}")
+                f"--trainer.callbacks.rank={rank}", "--trainer.callbacks.step=20", f"--trainer.callbacks.stamp={stamp}")
+    alive = lambda: proc.poll() is None or _session_alive(proc.pid)  # poll reaps the launcher
     try:
-        proc.wait(timeout=BOUND_S + 60)
-        while _session_alive(proc.pid) and time.monotonic() - start < BOUND_S + 60:
-            time.sleep(0.2)  # the main process is gone; the other rank must not linger either
-        elapsed = time.monotonic() - start
+        while not (stamp.is_file() and stamp.read_text()) and proc.poll() is None:
+            assert time.monotonic() - start < STARTUP_S, f"rank {rank} did not reach step 20 in {STARTUP_S} s"
+            time.sleep(0.2)
+        assert stamp.is_file(), f"the job ended before rank {rank} died: {proc.stderr.read()[-3000:]}"
+        died = float(stamp.read_text())
+        while alive() and time.time() - died < BOUND_S + 30:
+            time.sleep(0.2)  # the launcher must end, and the other rank must not linger either
         ended = time.time()
-        survivors = _session_alive(proc.pid)
+        survivors = alive()
     finally:
         if _session_alive(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    after_death = ended - died
     assert proc.returncode != 0
-    assert not survivors, f"a rank was still running {elapsed:.0f} s after rank {rank} died"
-    after_death = ended - float((tmp_path / "died").read_text())
-    assert after_death < BOUND_S, f"the job took {after_death:.0f} s to end after rank {rank} died"
-    print(f"rank {rank} died at step 20; every process was gone {after_death:.1f} s later ({elapsed:.0f} s in all)")
+    assert not survivors, f"a rank was still running {after_death:.0f} s after rank {rank} died"
+    assert after_death < BOUND_S, f"the job took {after_death:.1f} s to end after rank {rank} died"
+    print(f"rank {rank} died at step 20; every process was gone {after_death:.1f} s later "
+          f"({time.monotonic() - start:.0f} s in all)")
 
 
 @pytest.mark.distributed
