@@ -16,12 +16,13 @@ from typing import Any
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, OnExceptionCheckpoint, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from trident_core.callbacks import ExportOnFitEnd, NonFiniteGuard, ProgressOnException, RngState
 from trident_core.callbacks.out_of_memory_hint import is_out_of_memory
 from trident_core.checkpoint_io import AtomicCheckpointIO
 from trident_core.commands import checkpoint_folder, export_main, infer_main, resolve_checkpoint
+from trident_core.disk import CheckpointPolicy, human, run_report, tensor_bytes
 from trident_core.domain import DomainSpec, load_object
 from trident_core.errors import ConfigError, ResourceError, TridentError
 from trident_core.export import load_checkpoint
@@ -180,6 +181,34 @@ class TridentCLI(LightningCLI):
             if self.subcommand == "fit" and wandb_logger and run_id and logger.init_args.get("id") is None:
                 logger.init_args.id = run_id  # continue the same W&B run
 
+    def before_fit(self) -> None:
+        """Warn before training when the disk is likely to fill up (see :func:`preflight`)."""
+        checkpoint = self._get(self.config, "checkpoint")
+        policy = CheckpointPolicy(
+            save_top_k=checkpoint.save_top_k,
+            keep_last=self._get(self.config, "last_checkpoint").save_top_k != 0,
+            best_weights_only=bool(checkpoint.save_weights_only),
+            export=bool(self._get(self.config, "export_on_fit_end").enabled),
+            max_epochs=self.trainer.max_epochs,
+        )
+        weights = tensor_bytes(self.model.state_dict())
+        preflight(Path(self.trainer.default_root_dir), expected_bytes=policy.estimate(weights), weights=weights)
+
+    def after_fit(self) -> None:
+        """Print where the run's files are and how much disk they use."""
+        trainer = self.trainer
+        if not trainer.is_global_zero:
+            return
+        dirs = [Path(self._get(self.config, key).dirpath) for key in ("checkpoint", "last_checkpoint")]
+        export = self._get(self.config, "export_on_fit_end")
+        root = Path(trainer.default_root_dir)
+        artifact = Path(export.output or root / "artifact") if export.enabled else None
+        wandb_dir = next((Path(lg.save_dir or ".") / "wandb" for lg in trainer.loggers
+                          if isinstance(lg, TridentWandbLogger)), None)
+        optimizer_state = sum(tensor_bytes(opt.state_dict()["state"]) for opt in trainer.optimizers)
+        rank_zero_info(run_report(root, dirs, artifact, wandb_dir, tensor_bytes(self.model.state_dict()),
+                                  optimizer_state))
+
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """The trainer with ``trainer.callbacks`` as configured, plus the two safety callbacks (see
         :data:`CALLBACKS_HELP`) and, on a terminal, Rich as Lightning's default progress bar."""
@@ -221,8 +250,10 @@ def _is_tty() -> bool:
     return sys.stderr.isatty() or bool(os.environ.get("TRIDENT_RICH"))
 
 
-def preflight(root: Path) -> None:
-    """Fail before training when the output folder cannot be written or the disk is nearly full."""
+def preflight(root: Path, expected_bytes: int = 0, weights: int = 0) -> None:
+    """Fail before training when the output folder cannot be written or the disk is nearly full; warn when the
+    free space is below ``expected_bytes``, what the run is likely to write (see
+    :meth:`~trident_core.disk.CheckpointPolicy.estimate`; ``weights``: the model's bytes, for the message)."""
     try:
         root.mkdir(parents=True, exist_ok=True)
         probe = root / f".write-test-{os.getpid()}"
@@ -239,6 +270,13 @@ def preflight(root: Path) -> None:
         raise ConfigError(
             f"{root}: only {free / 1024**2:.0f} MiB free, at least {needed / 1024**2:.0f} MiB are needed for "
             "checkpoints and artifacts; free some space or set --trainer.default_root_dir elsewhere"
+        )
+    if free < expected_bytes:
+        rank_zero_warn(
+            f"{root}: only {human(free)} free, and this run is likely to write about {human(expected_bytes)} (weights "
+            f"{human(weights)}; each checkpoint also holds the optimizer state, about twice the weights with AdamW). "
+            "Free some space, set --trainer.default_root_dir elsewhere, keep fewer checkpoints "
+            "(--checkpoint.save_top_k) or keep the best without optimizer state (--checkpoint.save_weights_only true)"
         )
 
 

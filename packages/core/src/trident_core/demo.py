@@ -1,7 +1,8 @@
 """``trident demo``: each installed domain end to end on its embedded default data.
 
 Per domain: build the data, fit the ``demo`` recipe, test the best checkpoint, export the artifact (done
-by ``ExportOnFitEnd``), run ``infer`` from the artifact on test inputs, and report metric, time and path.
+by ``ExportOnFitEnd``), run ``infer`` from the artifact on test inputs, and report metric, time, path and the disk
+the run folder uses (checkpoints, artifact, W&B files: everything the run wrote).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class DemoRow:
     seconds: float = 0.0
     artifact: str = ""
     predictions: int = 0
+    disk: int = 0
     error: str = ""
 
 
@@ -56,19 +58,28 @@ def run_domain_demo(spec: DomainSpec, output: Path, extra_args: list[str] | None
     except Exception as err:  # the demo reports every domain, even when one fails
         row.error = f"{type(err).__name__}: {err}"
         traceback.print_exc()
+    from trident_core.disk import disk_bytes
+
     row.seconds = time.perf_counter() - start
+    row.disk = disk_bytes([root])
     return row
 
 
 def print_summary(rows: list[DemoRow]) -> None:
-    """A table of metric, time and artifact per domain."""
+    """A table of metric, time, artifact and disk use per domain."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title="trident demo")
-    for column in ("domain", "test metrics", "time", "artifact", "predictions"):
+    from trident_core.disk import human
+
+    for column in ("domain", "test metrics", "time", "artifact", "predictions", "disk"):
         table.add_column(column)
     for row in rows:
         metrics = ", ".join(f"{k}={v:.3f}" for k, v in row.metrics.items()) or f"[red]{row.error}[/red]"
-        table.add_row(row.domain, metrics, f"{row.seconds:.0f}s", row.artifact, str(row.predictions))
+        table.add_row(row.domain, metrics, f"{row.seconds:.0f}s", row.artifact, str(row.predictions), human(row.disk))
     Console().print(table)
+    roots = sorted({str(Path(row.artifact).parent) for row in rows if row.artifact})
+    if roots:
+        Console().print(f"disk: {human(sum(row.disk for row in rows))} in {', '.join(roots)} (checkpoints, artifact, "
+                        "predictions and W&B files); delete a folder to free it")

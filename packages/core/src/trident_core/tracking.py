@@ -4,6 +4,10 @@
 configured, respects ``WANDB_MODE``, falls back to offline after a bounded wait when the server cannot be
 reached, and bounds the wait for uploads at the end when the server dies mid-run. ``ConfigToLogger`` stores the
 resolved CLI config as the run's config and as an artifact.
+
+Disk: files that Trident writes and keeps (checkpoints, the exported artifact, the config) are logged as artifacts
+without a second copy (:func:`log_kept_files`), and whatever W&B stages or caches goes under ``<save_dir>/wandb/``
+next to the run files (:func:`keep_wandb_under`), so deleting the run folder frees everything.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from lightning.pytorch.loggers import WandbLogger
 
 log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.wandb.ai"
+# W&B directories that default to the home folder; Trident points them into the run folder unless the user set them
+WANDB_DIR_VARS = ("WANDB_DATA_DIR", "WANDB_CACHE_DIR")
+_set_by_trident: dict[str, str] = {}  # the values Trident set (a later run in the same process may move them)
 
 
 def _default_base_url() -> str:
@@ -93,9 +100,67 @@ def upload_safely(logger: WandbLogger, upload: Callable[[], object], what: str, 
         log.warning("W&B: did not log %s as an artifact (%s); it stays in %s", what, err, where)
 
 
-def log_artifact_safely(logger: WandbLogger, artifact: Any, where: str | Path) -> None:
-    """``log_artifact`` through :func:`upload_safely`."""
-    upload_safely(logger, lambda: logger.experiment.log_artifact(artifact), artifact.name, where)
+def keep_wandb_under(save_dir: str | Path) -> dict[str, str]:
+    """Point W&B's data folder (``WANDB_DATA_DIR``: the artifact staging area, by default
+    ``~/.local/share/wandb``) and cache folder (``WANDB_CACHE_DIR``: its service logs and the artifact cache, by
+    default ``~/.cache/wandb``) at ``<save_dir>/wandb`` and ``<save_dir>/wandb/cache``, next to the run files.
+    A value the user set is kept. Returns the folders in use."""
+    base = Path(save_dir).resolve() / "wandb"
+    wanted = {"WANDB_DATA_DIR": base, "WANDB_CACHE_DIR": base / "cache"}
+    for key, value in wanted.items():
+        current = os.environ.get(key)
+        if current is not None and _set_by_trident.get(key) != current:
+            continue  # the user's own choice
+        os.environ[key] = _set_by_trident[key] = str(value)
+    return {key: os.environ[key] for key in WANDB_DIR_VARS}
+
+
+def kept_file_link(path: str | Path, links: Path) -> Path:
+    """A hard link to ``path`` in ``links``: the bytes as they are now, at no extra disk cost. A later save that
+    replaces the file (``last.ckpt`` on resume) or deletes it (checkpoint rotation) leaves the link, so an offline
+    run uploads, at ``wandb sync``, what it logged. Falls back to ``path`` itself where links are not possible
+    (another filesystem)."""
+    path = Path(path)
+    st = path.stat()
+    link = links / f"{st.st_ino}-{st.st_mtime_ns}-{path.name}"
+    try:
+        links.mkdir(parents=True, exist_ok=True)
+        if not (link.exists() and link.samefile(path)):
+            link.unlink(missing_ok=True)
+            os.link(path, link)
+        return link
+    except OSError as err:
+        log.debug("W&B: no hard link for %s (%s); logging the file itself", path, err)
+        return path
+
+
+def log_kept_files(
+    logger: WandbLogger, name: str, kind: str, files: dict[str, Path], where: str | Path,
+    aliases: list[str] | None = None, metadata: dict[str, Any] | None = None,
+) -> None:
+    """Log files that Trident keeps on disk as one W&B artifact without copying them.
+
+    ``files`` maps names in the artifact to files. Each is added through :func:`kept_file_link` with W&B's
+    ``immutable`` policy (W&B's default, ``mutable``, copies every file into its staging folder first, and offline
+    runs keep those copies until a ``wandb sync``) and ``skip_cache`` (after an upload W&B would otherwise copy the
+    file into its artifact cache). Failures never end training (see :func:`upload_safely`).
+    """
+    def upload() -> None:
+        import wandb
+
+        links = Path(logger.save_dir or ".") / "wandb" / "artifact-links"
+        artifact = wandb.Artifact(name, type=kind, metadata=metadata)
+        for logical, path in sorted(files.items()):
+            artifact.add_file(str(kept_file_link(path, links)), name=logical, policy="immutable", skip_cache=True)
+        logger.experiment.log_artifact(artifact, aliases=aliases)
+
+    upload_safely(logger, upload, name, where)
+
+
+def folder_files(folder: str | Path) -> dict[str, Path]:
+    """Every file under ``folder``, by its path relative to it (the names in an artifact)."""
+    root = Path(folder)
+    return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 class TridentWandbLogger(WandbLogger):
@@ -114,7 +179,8 @@ class TridentWandbLogger(WandbLogger):
         finish_timeout: Seconds the end of the run may wait for uploads (a server that died mid-run would otherwise
             hold the process forever); what is not uploaded by then stays in the local run files for ``wandb sync``
             and W&B marks the run crashed. The default leaves room for checkpoint artifacts on a slow link.
-        log_model: Log checkpoints as artifacts (``True``: at the end; ``"all"``: as they are written).
+        log_model: Log checkpoints as artifacts (``True``: at the end; ``"all"``: as they are written). Logged as hard
+            links to the checkpoint files (no copies; see :func:`log_kept_files`).
         **kwargs: Passed on to ``wandb.init``.
     """
 
@@ -147,6 +213,7 @@ class TridentWandbLogger(WandbLogger):
         if kwargs.get("resume") is None:
             kwargs["resume"] = "allow"  # continue the run when `id` names an existing one
         Path(save_dir).mkdir(parents=True, exist_ok=True)
+        self.wandb_dirs = keep_wandb_under(save_dir)
         super().__init__(
             project=project, save_dir=save_dir, name=name, id=id, entity=entity, group=group, tags=tags,
             log_model=log_model, settings=settings, mode=mode, **kwargs,
@@ -174,6 +241,27 @@ class TridentWandbLogger(WandbLogger):
         # logs the checkpoints as artifacts (log_model=True); the run is over, they are on disk either way
         upload_safely(self, partial(super().finalize, status), "the checkpoints", "the checkpoint folder")
 
+    def _scan_and_log_checkpoints(self, checkpoint_callback: Any) -> None:
+        """Lightning's checkpoint logging (same artifact name, metadata and aliases), without copies."""
+        from lightning.pytorch.loggers.utilities import _scan_checkpoints
+
+        for t, path, score, _tag in _scan_checkpoints(checkpoint_callback, self._logged_model_time):
+            metadata = {
+                "score": score.item() if hasattr(score, "item") else score,
+                "original_filename": Path(path).name,
+                type(checkpoint_callback).__name__: {
+                    k: getattr(checkpoint_callback, k)
+                    for k in ("monitor", "mode", "save_last", "save_top_k", "save_weights_only", "_every_n_train_steps")
+                    if hasattr(checkpoint_callback, k)
+                },
+            }
+            if not self._checkpoint_name:
+                self._checkpoint_name = f"model-{self.experiment.id}"
+            aliases = ["latest", "best"] if path == checkpoint_callback.best_model_path else ["latest"]
+            log_kept_files(self, self._checkpoint_name, "model", {"model.ckpt": Path(path)}, Path(path).parent,
+                           aliases=aliases, metadata=metadata)
+            self._logged_model_time[path] = t
+
 
 class ConfigToLogger(SaveConfigCallback):
     """Save ``config.yaml`` as LightningCLI does, and make it the W&B run's config and an artifact."""
@@ -182,16 +270,12 @@ class ConfigToLogger(SaveConfigCallback):
         for logger in trainer.loggers:
             if not isinstance(logger, WandbLogger):
                 continue
-            import wandb
-
             config = self.parser.dump(self.config, skip_none=False, format="yaml")
             path = Path(logger.save_dir or ".") / f"config-{logger.version}.yaml"
             path.write_text(config)
             try:
                 logger.experiment.config.update({"cli": self.config.as_dict()}, allow_val_change=True)
-                artifact = wandb.Artifact(f"config-{logger.version}", type="config")
-                artifact.add_file(str(path), name="config.yaml")
             except Exception as err:  # a W&B failure must not end training
                 log.warning("W&B: the config was not stored on the run (%s); it is in %s", err, path)
                 continue
-            log_artifact_safely(logger, artifact, path)
+            log_kept_files(logger, f"config-{logger.version}", "config", {"config.yaml": path}, path)

@@ -10,7 +10,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 
 from trident_core.export import ExportResult, export_artifact, load_checkpoint
-from trident_core.tracking import log_artifact_safely
+from trident_core.tracking import folder_files, log_kept_files
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ class ExportOnFitEnd(Callback):
     """At the end of ``fit``, write the artifact of the best checkpoint (or of the final weights).
 
     The live module's weights are restored afterwards, so a following ``trainer.test`` is unaffected.
-    On W&B the artifact folder is logged as a ``model`` artifact.
+    On W&B the artifact folder is logged as a ``model`` artifact (hard links, no copies).
 
     Args:
         output: Artifact folder; default ``<trainer.default_root_dir>/artifact``.
@@ -56,9 +56,6 @@ class ExportOnFitEnd(Callback):
             pl_module.train(was_training)
         log.info("artifact written to %s", output)
         for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                import wandb
-
-                artifact = wandb.Artifact(f"{self.domain or 'trident'}-artifact-{logger.version}", type="model")
-                artifact.add_dir(str(output))
-                log_artifact_safely(logger, artifact, output)
+            if isinstance(logger, WandbLogger):  # the files as written, without copies
+                name = f"{self.domain or 'trident'}-artifact-{logger.version}"
+                log_kept_files(logger, name, "model", folder_files(output), output)
