@@ -19,6 +19,7 @@ from wandb_records import artifact_manifests
 from toydomain import DOMAIN
 from trident_core.cli import preflight, run_domain
 from trident_core.disk import CheckpointPolicy, disk_bytes, tensor_bytes
+from trident_core.errors import ConfigError
 
 # Written at import by third-party libraries, once per machine and not per run: matplotlib's font list (imported by
 # torchmetrics) and onnxruntime's telemetry database
@@ -112,6 +113,9 @@ def test_checkpoint_size_is_weights_plus_optimizer_state(tmp_path: Path, caplog:
     assert weights <= best.stat().st_size <= weights + 100_000
     assert "optimizer_states" not in torch.load(best, weights_only=True)
     assert "optimizer_states" in torch.load(last, weights_only=True)
+    with pytest.raises(ConfigError, match=r"holds the weights only .*--ckpt_path last"):
+        run_domain(DOMAIN, ["fit", "--trainer.default_root_dir", str(run), "--data.data_dir", str(tmp_path / "data"),
+                            "--trainer.logger", "false", "--ckpt_path", str(best)], exit_on_error=False)
     # the estimate made before training covers what the run wrote, without crying wolf
     written = disk_bytes([run])
     estimate = CheckpointPolicy(save_top_k=1, best_weights_only=True).estimate(weights)

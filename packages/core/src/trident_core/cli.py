@@ -135,6 +135,11 @@ class TridentCLI(LightningCLI):
         config.ckpt_path = str(resolve_checkpoint(config.ckpt_path, folder))
         # mapped, not read: the weights are Lightning's to load when it restores the run
         checkpoint = load_checkpoint(config.ckpt_path, mmap=True)
+        if subcommand == "fit" and "optimizer_states" not in checkpoint:
+            raise ConfigError(
+                f"{config.ckpt_path} holds the weights only (--checkpoint.save_weights_only), not the optimizer state "
+                "a resumed fit needs; resume with `--ckpt_path last`, or start a new fit from these weights"
+            )
         self.saved = dict(checkpoint.get("trident") or {})
         hparams = dict(checkpoint.get("hyper_parameters") or {})
         del checkpoint
