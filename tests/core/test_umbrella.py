@@ -78,5 +78,9 @@ def test_demo_runs_a_domain_end_to_end(tmp_path: Path) -> None:
     assert row.metrics["test/acc"] > 0.9
     assert row.predictions == 64
     assert (Path(row.artifact) / "model.onnx").is_file()
+    from trident_core.disk import disk_bytes
+
+    # the disk column: the whole run folder (checkpoints, artifact, predictions, W&B files), each file once
+    assert row.disk == disk_bytes([tmp_path / "toy"]) > disk_bytes([row.artifact, tmp_path / "toy" / "checkpoints"])
     again = run_domain_demo(DOMAIN, tmp_path)  # a second demo starts a fresh run
     assert again.error == ""
