@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import wandb
-from wandb_records import summarize, wait_for_exit
+from wandb_records import artifact_manifests, summarize, wait_for_exit
 
 from toydomain import DOMAIN
 from trident_core.cli import run_domain
@@ -38,13 +38,23 @@ def test_offline_run_holds_metrics_config_and_artifacts(tmp_path: Path, monkeypa
     cli = _fit(tmp_path, "--trainer.max_epochs", "2")
     logger = cli.trainer.logger
     assert logger.mode == "offline"
-    seen = summarize(_run_file(tmp_path, logger.version))
+    run_file = _run_file(tmp_path, logger.version)
+    seen = summarize(run_file)
     assert {"train/loss", "val/loss", "val/acc", "trainer/global_step"} <= seen["history"]
     assert {"cli", "net", "optimizer"} <= seen["config"]  # resolved CLI config and module hyperparameters
     assert f"config:config-{logger.version}" in seen["artifacts"]
     assert f"model:model-{logger.version}" in seen["artifacts"]  # best checkpoint
     assert f"model:toy-artifact-{logger.version}" in seen["artifacts"]  # exported artifact
     assert (tmp_path / "run" / "config.yaml").is_file()
+    # logged without copies: each file is a hard link in the run folder, kept out of W&B's staging area and cache
+    # (tests/core/test_run_disk.py checks the same in a new process with an empty HOME, in the slow pass)
+    entries = [e for versions in artifact_manifests(run_file).values() for version in versions for e in version]
+    assert len(entries) == 7  # config, best and last checkpoints, the 4 files of the exported artifact
+    for entry in entries:
+        local = Path(entry["local_path"])
+        assert local.is_relative_to(tmp_path / "run" / "wandb" / "artifact-links") and local.stat().st_nlink == 2
+        assert entry["skip_cache"]
+    assert not (tmp_path / ".local" / "share" / "wandb").exists()
 
 
 def test_resume_continues_steps_optimizer_and_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
