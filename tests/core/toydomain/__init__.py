@@ -41,8 +41,10 @@ class MLP(nn.Module):
 class ToyModule(TaskModule):
     def __init__(self, net: nn.Module, num_classes: int = 3, optimizer: OptimizerCallable | None = None,
                  scheduler: LRSchedulerCallable | None = None,
-                 warmup_ratio: float = 0.0, nan_at_step: int = -1) -> None:
-        super().__init__(net, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio)
+                 warmup_ratio: float = 0.0, nan_at_step: int = -1, lr: float | None = None,
+                 compile: bool | dict = False) -> None:
+        super().__init__(net, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio, lr=lr,
+                         compile=compile)
         self.num_classes = num_classes
         self.nan_at_step = nan_at_step
         self.loss = nn.CrossEntropyLoss()
@@ -165,3 +167,13 @@ class SaveRankWeights(__import__("lightning").pytorch.Callback):
         torch.save({"state": pl_module.net.state_dict(), "seen": self.seen,
                     "val_loss": float(trainer.callback_metrics["val/loss"])},
                    Path(self.folder) / f"rank{trainer.global_rank}.pt")
+
+
+class LossCurve(__import__("lightning").pytorch.Callback):
+    """Test helper: the training loss of every step, in order."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses.append(float(outputs["loss"]))

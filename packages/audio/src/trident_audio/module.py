@@ -70,6 +70,8 @@ class SpeechModule(TaskModule):
         optimizer: Optimizer callable (default AdamW).
         scheduler: Scheduler callable (default warmup + cosine).
         warmup_ratio: Warmup fraction of the default scheduler.
+        lr: Base learning rate over the optimizer's (see :class:`~trident_core.module.TaskModule`).
+        compile: ``torch.compile`` the network (``true`` or a dict of options; see ``TaskModule``).
     """
 
     def __init__(
@@ -94,8 +96,11 @@ class SpeechModule(TaskModule):
         optimizer: OptimizerCallable | None = None,
         scheduler: LRSchedulerCallable | None = None,
         warmup_ratio: float = 0.06,
+        lr: float | None = None,
+        compile: bool | dict[str, Any] = False,
     ) -> None:
-        super().__init__(net, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio)
+        super().__init__(net, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio, lr=lr,
+                         compile=compile)
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "lm_texts"])
         self.decoder = check_decoder(decoder)
         if lm_order not in (0, 1, 2, 3):
@@ -208,6 +213,7 @@ class SpeechModule(TaskModule):
         return list(groups.values())
 
     def on_fit_start(self) -> None:
+        super().on_fit_start()
         if self.lm_path:
             self.lm = read_arpa(self.lm_path)
             log.info("ARPA %d-gram LM read from %s (%d words)", self.lm.order, self.lm_path, self.lm.vocabulary_size)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from trident_core.artifact import FORMAT_VERSION
+from trident_core.compile import eager
 from trident_core.errors import CheckpointError, ExportError
 
 log = logging.getLogger(__name__)
@@ -213,42 +214,44 @@ def export_artifact(
             f"{output}: cannot write the artifact here ({err.strerror}); choose another --output"
         ) from None
     model = spec.model.eval()
-    try:
-        with torch.no_grad():
-            eager_out = _as_tuple(model(*spec.example_inputs[0]))
-        if len(eager_out) != len(spec.output_names):
-            raise ExportError(f"the model returns {len(eager_out)} outputs but {len(spec.output_names)} are named")
-        program = _export_program(spec)
-        torch.export.save(program, str(tmp / "model.pt2"))
-        exporter = _export_onnx(spec, program, tmp / "model.onnx")
-        save_model(model, str(tmp / "weights.safetensors"))
-        parity = check_parity(spec, tmp / "model.onnx", program)
-        parity["onnx_exporter"] = exporter
-        for name, source in spec.files.items():
-            target = tmp / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(source, bytes):
-                target.write_bytes(source)
-            else:
-                shutil.copyfile(source, target)
-        metadata = {
-            "format_version": FORMAT_VERSION,
-            "domain": domain,
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            "inputs": _io_spec(spec.input_names, spec.example_inputs[0], spec.dynamic_axes),
-            "outputs": _io_spec(spec.output_names, eager_out, spec.dynamic_axes),
-            "files": {"onnx": "model.onnx", "torch_export": "model.pt2", "weights": "weights.safetensors",
-                      **{name: name for name in spec.files}},
-            "domain_metadata": spec.metadata,
-            "metrics": dict(metrics or {}),
-            "versions": _versions(),
-            "parity": parity,
-        }
-        (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str) + "\n", encoding="utf-8")
-        _replace_dir(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    # a network compiled for training (TaskModule's `compile`) is traced as the plain module it wraps
+    with eager(model):
+        try:
+            with torch.no_grad():
+                eager_out = _as_tuple(model(*spec.example_inputs[0]))
+            if len(eager_out) != len(spec.output_names):
+                raise ExportError(f"the model returns {len(eager_out)} outputs but {len(spec.output_names)} are named")
+            program = _export_program(spec)
+            torch.export.save(program, str(tmp / "model.pt2"))
+            exporter = _export_onnx(spec, program, tmp / "model.onnx")
+            save_model(model, str(tmp / "weights.safetensors"))
+            parity = check_parity(spec, tmp / "model.onnx", program)
+            parity["onnx_exporter"] = exporter
+            for name, source in spec.files.items():
+                target = tmp / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if isinstance(source, bytes):
+                    target.write_bytes(source)
+                else:
+                    shutil.copyfile(source, target)
+            metadata = {
+                "format_version": FORMAT_VERSION,
+                "domain": domain,
+                "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                "inputs": _io_spec(spec.input_names, spec.example_inputs[0], spec.dynamic_axes),
+                "outputs": _io_spec(spec.output_names, eager_out, spec.dynamic_axes),
+                "files": {"onnx": "model.onnx", "torch_export": "model.pt2", "weights": "weights.safetensors",
+                          **{name: name for name in spec.files}},
+                "domain_metadata": spec.metadata,
+                "metrics": dict(metrics or {}),
+                "versions": _versions(),
+                "parity": parity,
+            }
+            (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str) + "\n", encoding="utf-8")
+            _replace_dir(tmp, output)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     log.info("exported %s (onnx max diff %.2e)", output, parity["onnx"]["max_abs_diff"])
     return ExportResult(path=output, parity=parity, metadata=metadata)
 

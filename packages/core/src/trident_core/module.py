@@ -17,7 +17,8 @@ from lightning.pytorch.utilities.data import extract_batch_size
 from torch import nn
 from torchmetrics import MetricCollection
 
-from trident_core.errors import CheckpointError
+from trident_core.compile import compile_in_place, compile_options
+from trident_core.errors import CheckpointError, ConfigError
 from trident_core.schedule import warmup_cosine
 
 if TYPE_CHECKING:
@@ -45,6 +46,11 @@ class TaskModule(LightningModule):
         scheduler: Callable that builds a per-step LR scheduler from the optimizer. Default: linear warmup
             over ``warmup_ratio`` of the training steps, then cosine decay to zero.
         warmup_ratio: Fraction of all training steps used for warmup by the default scheduler.
+        lr: Base learning rate; replaces the optimizer's ``lr`` and scales parameter groups that have their own
+            by the same factor (``None``: the optimizer's). Lightning's ``LearningRateFinder`` sets it.
+        compile: ``torch.compile`` the network in place when training or evaluation starts: ``True``, or a dict of
+            ``torch.compile`` options (``{mode: max-autotune, dynamic: false}``). Checkpoints keep plain weights,
+            export traces the eager network, and a failed compilation warns and runs eagerly.
     """
 
     def __init__(
@@ -53,8 +59,13 @@ class TaskModule(LightningModule):
         optimizer: OptimizerCallable | None = None,
         scheduler: LRSchedulerCallable | None = None,
         warmup_ratio: float = 0.06,
+        lr: float | None = None,
+        compile: bool | dict[str, Any] = False,
     ) -> None:
         super().__init__()
+        if lr is not None and not lr > 0:
+            raise ConfigError(f"model.lr must be > 0 (or null for the optimizer's own), got {lr}")
+        self.compile_options = compile_options(compile)
         # Built by LightningCLI, the hyperparameters are the config (class_path + values), so the checkpoint can
         # rebuild everything with weights_only loading. Built in Python, the injected objects are not plain values
         # and are left out (save_hyperparameters below tells the two apart).
@@ -63,6 +74,9 @@ class TaskModule(LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.warmup_ratio = warmup_ratio
+        self.lr = lr
+        # (lr, batches per epoch) that the optimizer and schedule were built for; see on_fit_start
+        self._built_for: tuple[float | None, Any] | None = None
         self.train_metrics: MetricCollection | None = None
         self.val_metrics: MetricCollection | None = None
         self.test_metrics: MetricCollection | None = None
@@ -91,13 +105,34 @@ class TaskModule(LightningModule):
             optimizer = self.optimizer_factory(groups)
         else:
             optimizer = torch.optim.AdamW(groups, lr=1e-3, weight_decay=0.01, fused=_fused_adamw_ok(groups))
+        if self.lr is not None:
+            scale = self.lr / float(optimizer.defaults["lr"])
+            for group in optimizer.param_groups:
+                group["lr"] = float(group["lr"]) * scale
         if self.scheduler_factory is not None:
             scheduler = self.scheduler_factory(optimizer)
         else:
             total = self.trainer.estimated_stepping_batches
             total = 1000 if not math.isfinite(total) else int(total)
             scheduler = warmup_cosine(optimizer, total, int(total * self.warmup_ratio))
+        if self._trainer is not None:
+            self._built_for = (self.lr, self.trainer.num_training_batches)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_model(self) -> None:
+        """Compile the network in place when ``compile`` asks for it (once; see :mod:`trident_core.compile`)."""
+        if self.compile_options is not None:
+            compile_in_place(self.net, self.compile_options)
+
+    def on_fit_start(self) -> None:
+        """Rebuild the optimizer and schedule when a tuner changed what they were built for: Lightning's
+        ``LearningRateFinder`` (a new ``lr``; it only patches the groups' lr, which the schedule's base lr then
+        overwrites) and ``BatchSizeFinder`` (another number of steps for the schedule). Subclasses call ``super()``."""
+        if self._built_for is None or self._built_for == (self.lr, self.trainer.num_training_batches):
+            return
+        log.info("rebuilding the optimizer and LR schedule for lr=%s and %s batches per epoch (set by a tuner)",
+                 self.lr, self.trainer.num_training_batches)
+        self.trainer.strategy.setup_optimizers(self.trainer)
 
     def param_groups(self) -> list[dict[str, Any]]:
         """Parameter groups for the optimizer; override for layer-wise or head/encoder learning rates."""

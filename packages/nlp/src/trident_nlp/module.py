@@ -71,6 +71,8 @@ class IntentModule(TaskModule):
         optimizer: Optimizer factory (default AdamW(lr=1e-3, weight_decay=0.01)).
         scheduler: LR scheduler factory (default warmup + cosine).
         warmup_ratio: Warmup fraction of the training steps.
+        lr: Base learning rate over the optimizer's (see :class:`~trident_core.module.TaskModule`).
+        compile: ``torch.compile`` the network (``true`` or a dict of options; see ``TaskModule``).
     """
 
     def __init__(
@@ -91,6 +93,8 @@ class IntentModule(TaskModule):
         optimizer: OptimizerCallable | None = None,
         scheduler: LRSchedulerCallable | None = None,
         warmup_ratio: float = 0.06,
+        lr: float | None = None,
+        compile: bool | dict[str, Any] = False,
     ) -> None:
         labels = list(labels) if labels is not None else []
         if len(labels) < 2:
@@ -109,7 +113,8 @@ class IntentModule(TaskModule):
         if net.num_labels != len(labels):
             raise ConfigError(f"model.net has {net.num_labels} outputs but there are {len(labels)} labels; set "
                               "model.net.init_args.num_labels or let the CLI link it from the data")
-        super().__init__(net, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio)
+        super().__init__(net, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio, lr=lr,
+                         compile=compile)
         # the tokenizer is data, not a hyperparameter: it travels in the checkpoint extras
         self.save_hyperparameters(ignore=["net", "tokenizer_json", "optimizer", "scheduler"])
         if freeze_word_embeddings and net.backbone != SCRATCH:

@@ -72,6 +72,8 @@ class SegmentationModule(TaskModule):
         optimizer: Optimizer factory (default AdamW).
         scheduler: LR scheduler factory (default warmup + cosine).
         warmup_ratio: Warmup share of the default scheduler.
+        lr: Base learning rate over the optimizer's (see :class:`~trident_core.module.TaskModule`).
+        compile: ``torch.compile`` the network (``true`` or a dict of options; see ``TaskModule``).
     """
 
     def __init__(
@@ -94,8 +96,11 @@ class SegmentationModule(TaskModule):
         optimizer: OptimizerCallable | None = None,
         scheduler: LRSchedulerCallable | None = None,
         warmup_ratio: float = 0.06,
+        lr: float | None = None,
+        compile: bool | dict[str, Any] = False,
     ) -> None:
-        super().__init__(net, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio)
+        super().__init__(net, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio, lr=lr,
+                         compile=compile)
         from monai.losses import DiceCELoss
 
         if num_classes < 2:
