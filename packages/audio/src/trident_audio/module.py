@@ -212,6 +212,17 @@ class SpeechModule(TaskModule):
             group["params"].append(param)
         return list(groups.values())
 
+    def compile_targets(self) -> list[nn.Module]:
+        """The steps call ``net.features`` and ``net.encode``, not the net itself: for the Conformer, its
+        subsampling and each conformer layer (the front end's STFT stays eager); for a pretrained HF encoder
+        (:mod:`trident_audio.hf`), its convolutional front end and its transformer encoder."""
+        net = self.net
+        if hasattr(net, "subsampling") and hasattr(net, "conformer"):
+            return [net.subsampling, *net.conformer.conformer_layers]
+        if hasattr(net, "features") and hasattr(net, "model"):
+            return [net.features, net.model.encoder]
+        return super().compile_targets()
+
     def on_fit_start(self) -> None:
         super().on_fit_start()
         if self.lm_path:

@@ -122,7 +122,13 @@ class TaskModule(LightningModule):
     def configure_model(self) -> None:
         """Compile the network in place when ``compile`` asks for it (once; see :mod:`trident_core.compile`)."""
         if self.compile_options is not None:
-            compile_in_place(self.net, self.compile_options)
+            for target in self.compile_targets():
+                compile_in_place(target, self.compile_options)
+
+    def compile_targets(self) -> list[nn.Module]:
+        """The modules ``compile`` compiles: ``[self.net]``. A domain whose steps call other methods of the net than
+        ``forward`` (``torch.compile`` of a module compiles its ``__call__``) returns the submodules they call."""
+        return [self.net]
 
     def on_fit_start(self) -> None:
         """Rebuild the optimizer and schedule when a tuner changed what they were built for: Lightning's

@@ -345,6 +345,10 @@ class IntentModule(TaskModule):
                 log_curve_to_wandb(logger, curve)
 
     # -- optimisation ---------------------------------------------------------------------------------
+    def compile_targets(self) -> list[nn.Module]:
+        """The encoder: the steps call ``net.logits_and_embedding``, which calls it (and the small head)."""
+        return [self.net.encoder]
+
     def param_groups(self) -> list[dict[str, Any]]:
         """Head vs encoder learning rates, layer-wise decay inside the encoder, no decay on bias/LayerNorm."""
         pretrained = self.net.backbone != SCRATCH
