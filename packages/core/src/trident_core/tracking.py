@@ -12,6 +12,7 @@ next to the run files (:func:`keep_wandb_under`), so deleting the run folder fre
 
 from __future__ import annotations
 
+import importlib
 import logging
 import netrc
 import os
@@ -264,7 +265,38 @@ class TridentWandbLogger(WandbLogger):
 
 
 class ConfigToLogger(SaveConfigCallback):
-    """Save ``config.yaml`` as LightningCLI does, and make it the W&B run's config and an artifact."""
+    """Save ``config.yaml`` as LightningCLI does, and make it the W&B run's config and an artifact.
+
+    After Lightning's ``LearningRateFinder`` or ``BatchSizeFinder`` ran, ``config.yaml`` is written again with the
+    values they chose (``model.lr``, ``data.batch_size``) and without the finders, so ``fit --config config.yaml``
+    trains as this run did.
+    """
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        from lightning.pytorch.callbacks import BatchSizeFinder, LearningRateFinder
+
+        if not self.save_to_log_dir or not any(
+            isinstance(cb, BatchSizeFinder | LearningRateFinder) for cb in trainer.callbacks
+        ):
+            return
+        path = Path(trainer.log_dir or ".") / self.config_filename  # log_dir broadcasts: every rank asks
+        if not trainer.is_global_zero:
+            return
+        config = self.config.clone()
+        chosen: dict[str, Any] = {}
+        if "model.lr" in config and getattr(pl_module, "lr", None) is not None:
+            chosen["model.lr"] = float(pl_module.lr)
+        batch_size = getattr(trainer.datamodule, "batch_size", None)
+        if "data.batch_size" in config and batch_size is not None:
+            chosen["data.batch_size"] = int(batch_size)
+        for key, value in chosen.items():
+            config[key] = value
+        callbacks = config.get("trainer.callbacks") or []
+        config["trainer.callbacks"] = [cb for cb in callbacks if not _names_tuner(cb)]
+        self.parser.save(config, str(path), skip_none=False, overwrite=True, multifile=self.multifile)
+        self.config = config
+        log.info("%s: the tuners chose %s (written without the tuner callbacks)", path, chosen)
+        self.save_config(trainer, pl_module, "fit")
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         for logger in trainer.loggers:
@@ -279,3 +311,18 @@ class ConfigToLogger(SaveConfigCallback):
                 log.warning("W&B: the config was not stored on the run (%s); it is in %s", err, path)
                 continue
             log_kept_files(logger, f"config-{logger.version}", "config", {"config.yaml": path}, path)
+
+
+def _names_tuner(callback: Any) -> bool:
+    """Whether a ``trainer.callbacks`` config entry is a Lightning tuner (LearningRateFinder, BatchSizeFinder)."""
+    from lightning.pytorch.callbacks import BatchSizeFinder, LearningRateFinder
+
+    path = getattr(callback, "class_path", None)
+    if not isinstance(path, str):
+        return isinstance(callback, BatchSizeFinder | LearningRateFinder)
+    module, _, name = path.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return False
+    return isinstance(found, type) and issubclass(found, BatchSizeFinder | LearningRateFinder)
