@@ -63,7 +63,7 @@ def test_domain_top_level_help_is_answered_without_torch(domain: str) -> None:
     assert "LOADED []" in proc.stdout, proc.stdout[-500:]
     help_text = proc.stdout.split(f"usage: trident-{domain}")[1]
     assert proc.stdout.count(f"usage: trident-{domain} ") == 2  # once from each command
-    for sub in [*LightningCLI.subcommands(), "export", "infer"]:
+    for sub in [*LightningCLI.subcommands(), "export", "infer", "sweep"]:
         assert f"\n  {sub} " in help_text, sub
     for name in [p.stem for p in spec.config_dir().glob("*.yaml")] + presets():
         assert name in help_text, name

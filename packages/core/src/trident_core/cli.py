@@ -346,6 +346,11 @@ def run_domain(spec: DomainSpec, args: list[str] | None = None, *, exit_on_error
         if argv[:1] == ["infer"]:
             infer_main(spec, argv[1:])
             return None
+        if argv[:1] == ["sweep"]:
+            from trident_core.sweep import sweep_main
+
+            sweep_main(spec, argv[1:])
+            return None
         try:
             return TridentCLI(spec, expand_args(spec, argv))
         except RuntimeError as err:

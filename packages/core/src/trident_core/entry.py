@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "predict": "run the model on the predict set of the data",
     "export": "turn a checkpoint into a self-contained ONNX artifact folder (--ckpt_path best|last|PATH)",
     "infer": "run an exported artifact with onnxruntime on files (--artifact DIR --input PATH)",
+    "sweep": "hyperparameter search on Optuna, each trial a fit in its own folder (--config SWEEP.yaml)",
 }
 HELP_FLAGS = (["-h"], ["--help"])
 

@@ -1,0 +1,74 @@
+"""`trident-<d> sweep`: an Optuna study in SQLite, each trial a normal fit, resumable, W&B sweep YAML printed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from toydomain import DOMAIN
+from trident_core.cli import run_domain
+
+SWEEP = """
+name: toy
+configs: [debug]
+args: [--trainer.max_epochs, "1"]
+n_trials: 3
+parameters:
+  model.lr: {low: 1.0e-3, high: 1.0e-1, log: true}
+  model.net.init_args.hidden: {choices: [8, 32]}
+"""
+
+
+def test_sweep_runs_resumes_and_its_best_config_reproduces(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    sweep_file = tmp_path / "SWEEP.yaml"
+    sweep_file.write_text(SWEEP.replace("configs: [debug]", f"configs: [debug]\n# data in {tmp_path}")
+                          .replace('args: [--trainer.max_epochs, "1"]',
+                                   f'args: [--trainer.max_epochs, "1", --data.data_dir, "{tmp_path / "data"}"]'))
+    out = tmp_path / "sweep"
+    command = ["sweep", "--config", str(sweep_file), "--output", str(out)]
+    # a sweep killed after its first trial, in the middle of the second: one COMPLETE, one RUNNING in the study
+    run_domain(DOMAIN, [*command, "--n_trials", "1"])
+    storage = f"sqlite:///{out / 'study.db'}"
+    study = optuna.load_study(study_name="toy", storage=storage)
+    first = study.trials[0]
+    first_ckpt = out / "trial-000" / "checkpoints" / "last.ckpt"
+    stamp = first_ckpt.stat().st_mtime_ns
+    study.ask()  # the interrupted trial
+    capsys.readouterr()
+
+    run_domain(DOMAIN, command)
+    study = optuna.load_study(study_name="toy", storage=storage)
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 3 and states[1] == optuna.trial.TrialState.FAIL
+    assert study.trials[0].params == first.params and first_ckpt.stat().st_mtime_ns == stamp  # not redone
+    for trial in study.trials:
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            config = yaml.safe_load((Path(trial.user_attrs["folder"]) / "config.yaml").read_text())
+            assert config["model"]["lr"] == trial.params["model.lr"]
+            assert config["model"]["net"]["init_args"]["hidden"] == trial.params["model.net.init_args.hidden"]
+    # the W&B equivalent, then the best trial
+    wandb_yaml = yaml.safe_load((out / "wandb-sweep.yaml").read_text())
+    assert wandb_yaml["metric"] == {"name": "val/acc", "goal": "maximize"}
+    assert wandb_yaml["command"][-1] == "${args}" and wandb_yaml["command"][:3] == ["${env}", "trident-toy", "fit"]
+    assert wandb_yaml["parameters"]["model.lr"]["distribution"] == "log_uniform_values"
+    best = json.loads((out / "best.json").read_text())
+    assert best["best_trial"] == study.best_trial.number and best["val/acc"] == study.best_value
+    # the best trial's config and checkpoint give its metric again
+    folder = Path(best["folder"])
+    assert Path(best["checkpoint"]).parent == folder / "checkpoints"
+    cli = run_domain(DOMAIN, ["validate", "--config", str(folder / "config.yaml"), "--ckpt_path", best["checkpoint"]])
+    assert float(cli.trainer.callback_metrics["val/acc"]) == pytest.approx(study.best_value, abs=1e-6)
+
+
+def test_bad_sweep_file_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "SWEEP.yaml"
+    bad.write_text("parameters:\n  model.lr: {low: 0.1, high: 0.01}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        run_domain(DOMAIN, ["sweep", "--config", str(bad), "--output", str(tmp_path / "s")])
+    assert exit_info.value.code == 2
+    assert f"{bad}: parameters.model.lr: give {{low, high" in capsys.readouterr().err
