@@ -1,9 +1,9 @@
-"""P8: `--model.compile true` (Inductor) against eager, per domain, on each domain's debug config.
+"""P9: `--model.compile true` (Inductor) against eager, per domain, on each domain's debug config.
 
 Both arms run the same `fit` through the domain's CLI, in this process, with the same data and steps. Reported:
 the first training step's time (for the compiled arm: Dynamo + Inductor compilation, forward and backward), and
 the median time of the steady steps after the first ``warmup`` ones (recompilations for new shapes fall there).
-``TRIDENT_P8_DOMAINS=nlp,audio`` limits the domains (default: all three; quick mode: nlp).
+``TRIDENT_P9_DOMAINS=nlp,audio`` limits the domains (default: all three; quick mode: nlp).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from lightning.pytorch import Callback
 
 from benchmarks.common import Row, Settings
 
-COMMAND = "uv run python -m benchmarks --only P8"
+COMMAND = "uv run python -m benchmarks --only P9"
 DOMAINS = ("nlp", "audio", "vision")
 
 
@@ -42,7 +42,7 @@ def run(settings: Settings, domains: tuple[str, ...] = DOMAINS) -> list[Row]:
 
     steps, warmup = settings.pick(4, 12), 2
     rows = []
-    chosen = os.environ.get("TRIDENT_P8_DOMAINS")
+    chosen = os.environ.get("TRIDENT_P9_DOMAINS")
     for domain in settings.pick(("nlp",), tuple(chosen.split(",")) if chosen else domains):
         measured = {}
         for compiled in (False, True):
@@ -61,7 +61,7 @@ def run(settings: Settings, domains: tuple[str, ...] = DOMAINS) -> list[Row]:
         steady_eager = statistics.median(eager[warmup:])
         steady_compiled = statistics.median(compiled[warmup:])
         rows.append(Row(
-            id="P8", compare=f"{domain} debug fit step, --model.compile true vs eager (CPU)",
+            id="P9", compare=f"{domain} debug fit step, --model.compile true vs eager (CPU)",
             baseline_name="eager", baseline=round(steady_eager * 1e3, 2), trident=round(steady_compiled * 1e3, 2),
             unit="ms/step", ratio=round(steady_eager / steady_compiled, 3),
             ratio_def="eager / compiled steady step time (higher: compile is faster)", target="report", met=None,

@@ -27,7 +27,7 @@ BENCHMARKS = {
     "P5": "benchmarks.audio:run",
     "P6": "benchmarks.cli_startup:run",
     "P7": "benchmarks.gpu:run_rows",
-    "P8": "benchmarks.compile:run",
+    "P9": "benchmarks.compile:run",
     "LOAD": "benchmarks.loaders:run",
 }
 RESULTS = Path(__file__).parent / "results"
