@@ -11,7 +11,7 @@ import pytest
 
 from trident_audio.data import SpeechDataModule, SpeechDataset, collate_speech, read_manifest
 from trident_audio.text import CharTokenizer
-from trident_audio.transforms import read_audio
+from trident_audio.waveform import read_audio, resample
 
 
 def _peak_hz(wave: np.ndarray, rate: int) -> float:
@@ -24,6 +24,20 @@ def test_resampling_keeps_duration_and_pitch(tmp_path: Path, write_wav: Callable
     wave = read_audio(path, 16000)
     assert wave.dtype == np.float32 and abs(len(wave) - 16000) <= 1
     assert abs(_peak_hz(wave, 16000) - 1000.0) < 2.0
+
+
+@pytest.mark.parametrize(("orig", "new"), [(8000, 16000), (22050, 16000), (44100, 16000), (48000, 16000),
+                                            (16000, 8000), (11025, 16000)])
+def test_numpy_resampler_equals_torchaudio(orig: int, new: int) -> None:
+    """The numpy port (the serving path imports no torch) resamples as torchaudio's ``Resample`` did for training."""
+    import torch
+    import torchaudio
+
+    wave = (0.3 * np.random.default_rng(orig).standard_normal(orig * 2 + 7)).astype(np.float32)
+    want = torchaudio.transforms.Resample(orig, new)(torch.from_numpy(wave)).numpy()
+    got = resample(wave, orig, new)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    assert np.abs(got - want).max() < 1e-6
 
 
 def test_stereo_flac_is_mixed_down(tmp_path: Path, write_wav: Callable[..., Path]) -> None:

@@ -100,9 +100,6 @@ def test_bad_audio_is_refused_and_the_server_goes_on(server: Server, clips: dict
     assert server.request("/predict", {"audio": _b64(clips["a.wav"])})[0] == 200
 
 
-@pytest.mark.xfail(strict=True, reason="trident_audio.export imports trident_audio.transforms, which imports torch "
-                   "and torchaudio (read_audio's resampler); the audio package must move read_audio to a torch-free "
-                   "module before audio serving runs without torch")
 def test_no_torch_in_the_audio_server(server: Server) -> None:
     assert re.findall(r"ready; providers: \S+; torch imported: (\w+)", server.log.read_text()) == ["False"]
 

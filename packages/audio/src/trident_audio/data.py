@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from trident_audio.augment import Augmentation
 from trident_audio.manifest import Utterance, read_manifest
 from trident_audio.text import TextNormalizer, Tokenizer, tokenizer_from_dict, train_bpe
-from trident_audio.transforms import AudioReadError, read_audio
+from trident_audio.waveform import AudioReadError, read_audio
 from trident_core.data import BucketSampler, TridentDataModule
 from trident_core.errors import ConfigError, DataError
 

@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 
 from trident_audio.text import TextNormalizer
-from trident_audio.transforms import read_audio
+from trident_audio.waveform import read_audio
 
 CORPUS_VERSION = "2"
 ESPEAK_TRAIN_VOICES = ("en-us", "en-us+m3", "en+f3", "en-029", "en-gb-x-rp+f2", "en+m7")

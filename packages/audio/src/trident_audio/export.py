@@ -21,7 +21,7 @@ from trident_audio.arpa import ArpaLM, lm_from_dict
 from trident_audio.decoding import WordNgramLM, greedy_decode, prefix_beam_search
 from trident_audio.manifest import manifest_records, resolve_audio_path, segment
 from trident_audio.text import Tokenizer, tokenizer_from_dict
-from trident_audio.transforms import AudioReadError, read_audio
+from trident_audio.waveform import AudioReadError, read_audio
 from trident_core.artifact import Artifact, load_artifact
 from trident_core.errors import ArtifactError, ConfigError, DataError
 from trident_core.metadata import DomainMetadata
@@ -332,14 +332,17 @@ class Transcriber:
                           lm_weight=meta.lm_weight, word_bonus=meta.word_bonus)
 
     def transcribe(self, waves: list[np.ndarray], batch_size: int = INFER_BATCH_SIZE) -> list[str]:
-        """Transcripts of mono waveforms at the model's rate; long ones are chunked, batches sorted by length."""
-        return [text for text, _ in self.transcribe_words(waves, batch_size)]
+        """Transcripts of mono waveforms at the model's rate; long ones are chunked, batches sorted by length.
+
+        No word times, so no torch (``trident serve`` calls this).
+        """
+        return [text for text, _ in self.transcribe_words(waves, batch_size, words=False)]
 
     def transcribe_words(
-        self, waves: list[np.ndarray], batch_size: int = INFER_BATCH_SIZE
+        self, waves: list[np.ndarray], batch_size: int = INFER_BATCH_SIZE, *, words: bool = True
     ) -> list[tuple[str, list[dict[str, Any]]]]:
         """:meth:`transcribe`, with each transcript's word times (:func:`word_timestamps`, seconds from the start
-        of its waveform)."""
+        of its waveform; torchaudio's forced aligner, so torch is imported); empty lists when ``words`` is False."""
         if batch_size < 1:
             raise ConfigError(f"--batch_size must be >= 1, got {batch_size}")
         jobs: list[tuple[int, np.ndarray, float]] = []  # (waveform, chunk, chunk start in seconds)
@@ -355,14 +358,15 @@ class Transcriber:
             for j, lp in zip(picked, self.log_probs([jobs[j][1] for j in picked]), strict=True):
                 text = self.decode(lp)
                 seconds = len(jobs[j][1]) / self.sample_rate
-                words = word_timestamps(lp, text, self.tokenizer, seconds / max(len(lp), 1), jobs[j][2])
-                results[j] = (text, words)
+                times = (word_timestamps(lp, text, self.tokenizer, seconds / max(len(lp), 1), jobs[j][2])
+                         if words else [])
+                results[j] = (text, times)
         joined: list[tuple[list[str], list[dict[str, Any]]]] = [([], []) for _ in waves]
-        for (i, _, _), (text, words) in zip(jobs, results, strict=True):
+        for (i, _, _), (text, times) in zip(jobs, results, strict=True):
             if text:
                 joined[i][0].append(text)
-                joined[i][1].extend(words)
-        return [(" ".join(texts), words) for texts, words in joined]
+                joined[i][1].extend(times)
+        return [(" ".join(texts), times) for texts, times in joined]
 
     def read(self, path: Path, start: int = 0, frames: int = -1) -> np.ndarray:
         """Mono float32 audio of ``path`` (or of its segment) resampled to the artifact's rate; a DataError naming

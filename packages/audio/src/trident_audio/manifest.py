@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from trident_audio.text import OutOfVocabularyError, TextNormalizer, Tokenizer
-from trident_audio.transforms import AudioReadError, audio_info
+from trident_audio.waveform import AudioReadError, audio_info
 from trident_core.errors import DataError
 
 MAX_LINE_CHARS = 1_000_000
