@@ -76,6 +76,14 @@ def test_fit_test_export_infer_through_the_cli(tmp_path: Path, capsys: pytest.Ca
     # chosen on validation, stored in the checkpoint, exported (-inf, "reject nothing", is exported as null)
     assert exported["threshold"] == (pytest.approx(threshold) if math.isfinite(threshold) else None)
 
+    # the int8 artifact of the trained model, held to its contract on the validation set (>= 99 % agreement)
+    validation = next((tmp_path / "data").glob("val*.jsonl"))
+    main(["export", "--ckpt_path", str(last), "--output", str(tmp_path / "int8"), "--quantize", "int8",
+          "--validation", str(validation)])
+    quantized = json.loads(capsys.readouterr().out)["quantization"]
+    assert quantized["passed"] and quantized["agreement"] >= 0.99 and quantized["examples"] > 10
+    assert quantized == json.loads((tmp_path / "int8" / "metadata.json").read_text())["quantization"]
+
     # the artifact decides as the test step did: the same CLINC metrics from `infer` on the test set
     test_file = tmp_path / "data" / "test.jsonl"
     main(["infer", "--artifact", str(tmp_path / "artifact"), "--input", str(test_file), "--output",

@@ -23,6 +23,7 @@ DOMAIN = DomainSpec(
     ),
     description="speech recognition (CTC, Conformer): WAV/FLAC manifests to transcripts",
     serve="trident_audio.serve:Serving",
+    quantize_check="trident_audio.export:quantize_check",
 )
 
 

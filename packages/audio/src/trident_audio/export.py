@@ -404,3 +404,25 @@ def infer(
     if output is not None:
         write_jsonl(rows, output, "transcripts.jsonl")
     return rows
+
+
+QUANTIZE_TOLERANCE = 0.5  # WER points the int8 artifact may lose against the float one
+
+
+def quantize_check(float_artifact: str, int8_artifact: str, validation: str) -> dict[str, Any]:
+    """``export --quantize int8``'s contract for speech: the WER (in points, against the manifest's normalised
+    ``text``) of the int8 artifact minus the float one's, on the validation manifest."""
+    from trident_audio.module import word_errors
+
+    inputs = list_inputs(validation)
+    if any(not isinstance(i.record.get("text"), str) for i in inputs):
+        raise DataError("every line needs its reference text under 'text' to measure WER", path=validation)
+    wer: dict[str, float] = {}
+    for name, path in (("float", float_artifact), ("int8", int8_artifact)):
+        transcriber = Transcriber(path)
+        hyps = transcriber.transcribe([transcriber.read(i.path, i.start, i.frames) for i in inputs])
+        refs = [transcriber.tokenizer.normalizer(i.record["text"]) for i in inputs]
+        errors = sum(word_errors(ref, hyp) for ref, hyp in zip(refs, hyps, strict=True))
+        wer[name] = 100.0 * errors / max(1, sum(len(ref.split()) for ref in refs))
+    return {"metric": "WER points", "examples": len(inputs), "float_wer": wer["float"], "int8_wer": wer["int8"],
+            "difference": wer["int8"] - wer["float"], "tolerance": QUANTIZE_TOLERANCE}

@@ -63,13 +63,43 @@ def export_main(spec: DomainSpec, args: list[str]) -> None:
                         help="configs as given to fit (NAME or PATH, repeatable); only the run folder is read")
     parser.add_argument("--output", default=None,
                         help="artifact folder to write, replaced atomically (default: <root>/artifact)")
+    parser.add_argument("--quantize", choices=["int8"], default=None,
+                        help="write an int8 artifact (onnxruntime dynamic quantization) that must agree with the "
+                        "float one on --validation within the domain's tolerance, else nothing is written")
+    parser.add_argument("--validation", default=None,
+                        help="with --quantize: the validation input in infer's format, with references (nlp: "
+                        "JSONL with text and label; audio: a manifest with text)")
+    parser.add_argument("--quantize_tolerance", type=float, default=None,
+                        help="with --quantize: the largest allowed difference (default: the domain's; nlp 0.01 of "
+                        "intents differing, audio 0.5 WER points)")
     ns = parser.parse_args(args)
+    if ns.quantize is None and (ns.validation is not None or ns.quantize_tolerance is not None):
+        raise ConfigError("--validation and --quantize_tolerance only apply with --quantize int8")
+    if ns.quantize is not None:
+        if not spec.quantize_check:
+            raise ConfigError(f"trident-{spec.name} export: --quantize is not supported for {spec.name}. "
+                              f"{spec.quantize_refusal}")
+        if ns.validation is None:
+            raise ConfigError("--quantize int8 needs --validation PATH: the int8 artifact is checked against the "
+                              "float one on it (nlp: JSONL with text and label; audio: a manifest with text)")
+        if ns.quantize_tolerance is not None and ns.quantize_tolerance < 0:
+            raise ConfigError(f"--quantize_tolerance must be >= 0, got {ns.quantize_tolerance}")
     root, dirpath = _run_folder(spec, ns.config)
     root = ns.root or root or f"runs/{spec.name}"
     ckpt = resolve_checkpoint(ns.ckpt_path, checkpoint_folder(root, ns.dirpath or dirpath))
-    output = ns.output or str(Path(root) / "artifact")
-    result = export_checkpoint(ckpt, output, load_object(spec.module_class), domain=spec.name)
-    print(json.dumps({"artifact": str(result.path), "checkpoint": str(ckpt), "parity": result.parity}, indent=2))
+    output = ns.output or str(Path(root) / ("artifact-int8" if ns.quantize else "artifact"))
+    module_class = load_object(spec.module_class)
+    if ns.quantize is not None:
+        from trident_core.quantize import export_quantized
+
+        result = export_quantized(ckpt, output, module_class, load_object(spec.quantize_check), ns.validation,
+                                  domain=spec.name, tolerance=ns.quantize_tolerance, mode=ns.quantize)
+    else:
+        result = export_checkpoint(ckpt, output, module_class, domain=spec.name)
+    summary = {"artifact": str(result.path), "checkpoint": str(ckpt), "parity": result.parity}
+    if "quantization" in result.metadata:
+        summary["quantization"] = result.metadata["quantization"]
+    print(json.dumps(summary, indent=2))
 
 
 def _run_folder(spec: DomainSpec, configs: list[str]) -> tuple[str | None, str | None]:

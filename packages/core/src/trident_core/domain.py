@@ -34,6 +34,10 @@ class DomainSpec:
         description: One line for ``--help``.
         serve: ``"package.module:Class"`` of the domain's serving adapter for ``trident serve`` (see
             :mod:`trident_core.serve`); empty: the domain cannot be served.
+        quantize_check: ``"package.module:function"`` ``(float_artifact, int8_artifact, validation) -> dict``
+            comparing both artifacts on a validation input for ``export --quantize int8`` (see
+            :mod:`trident_core.quantize`); empty: the domain refuses ``--quantize`` with ``quantize_refusal``.
+        quantize_refusal: Why the domain has no int8 export (shown when ``quantize_check`` is empty).
     """
 
     name: str
@@ -48,6 +52,8 @@ class DomainSpec:
     links: tuple[tuple[str, str], ...] = ()
     description: str = ""
     serve: str = ""
+    quantize_check: str = ""
+    quantize_refusal: str = ""
 
     def config_dir(self) -> Path:
         """Folder of the domain's YAML configs (found through the package, never a hard-coded path)."""

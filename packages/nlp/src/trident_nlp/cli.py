@@ -26,6 +26,7 @@ DOMAIN = DomainSpec(
     ),
     description="intent classification with out-of-scope detection (Hugging Face transformers)",
     serve="trident_nlp.serve:Serving",
+    quantize_check="trident_nlp.export:quantize_check",
 )
 
 

@@ -225,3 +225,27 @@ def infer(
     if output is not None:
         write_jsonl(rows, output, "predictions.jsonl")
     return rows
+
+
+QUANTIZE_TOLERANCE = 0.01  # at most 1 % of validation intents may change under int8 (agreement >= 99 %)
+
+
+def quantize_check(float_artifact: str, int8_artifact: str, validation: str) -> dict[str, Any]:
+    """``export --quantize int8``'s contract for intents: the fraction of validation texts whose decided intent
+    (out-of-scope included) differs between the float and the int8 artifact, with each one's accuracy against
+    the ``label`` column when every line has one."""
+    from trident_nlp.data import read_texts
+
+    texts = read_texts(validation)
+    want = [row["intent"] for row in IntentPredictor.from_artifact(float_artifact).predict(texts)]
+    got = [row["intent"] for row in IntentPredictor.from_artifact(int8_artifact).predict(texts)]
+    agreement = sum(a == b for a, b in zip(want, got, strict=True)) / len(texts)
+    report: dict[str, Any] = {"metric": "intent disagreement", "examples": len(texts), "agreement": agreement,
+                              "difference": 1.0 - agreement, "tolerance": QUANTIZE_TOLERANCE}
+    try:
+        labels = read_texts(validation, "label")
+    except DataError:
+        return report  # no labels: agreement only
+    report["float_accuracy"] = sum(a == b for a, b in zip(want, labels, strict=True)) / len(texts)
+    report["int8_accuracy"] = sum(a == b for a, b in zip(got, labels, strict=True)) / len(texts)
+    return report

@@ -26,6 +26,8 @@ DOMAIN = DomainSpec(
     ),
     description="3D medical image segmentation with MONAI (NIfTI in, NIfTI masks out).",
     serve="trident_vision.serve:Serving",
+    quantize_refusal="Dynamic int8 quantization covers MatMul/Gemm and a 3D UNet is convolutions, so it would leave "
+    "the graph float; static int8 for 3D convolutions is not implemented. Export without --quantize.",
 )
 
 
