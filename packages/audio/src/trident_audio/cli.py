@@ -24,6 +24,7 @@ DOMAIN = DomainSpec(
     description="speech recognition (CTC, Conformer): WAV/FLAC manifests to transcripts",
     serve="trident_audio.serve:Serving",
     quantize_check="trident_audio.export:quantize_check",
+    speak="trident_audio.defaults:speak",
 )
 
 

@@ -245,3 +245,24 @@ def build_corpus(data_dir: Path, sentences: int = 600, seed: int = 0, sample_rat
 def demo_inputs(data_dir: Path) -> str:
     """What ``trident demo`` transcribes: the test manifest of the built corpus."""
     return str(Path(data_dir) / "test.jsonl")
+
+
+def speak(texts: list[str], folder: Path, sample_rate: int = 16000, seed: int = 0) -> str:
+    """Spoken versions of ``texts`` (the pipeline row of ``trident demo``): each one synthesised with a held-out
+    espeak voice (one training never hears) at a random rate and pitch, with background noise, written as WAV
+    files with a manifest whose ``text`` is the written sentence. Returns the manifest's path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng, nrng = random.Random(seed), np.random.default_rng(seed)
+    espeak, normalizer = EspeakVoice(), TextNormalizer()
+    lines = []
+    for i, text in enumerate(texts):
+        wave, rate = espeak.synth(normalizer(text), ESPEAK_HELDOUT_VOICES[0], rng.randint(140, 210),
+                                  rng.randint(30, 70))
+        wave = _add_noise(_fft_resample(wave, rate, sample_rate), nrng)
+        sf.write(folder / f"{i:04d}.wav", wave, sample_rate, subtype="PCM_16")
+        lines.append(json.dumps({"audio_filepath": f"{i:04d}.wav", "duration": round(len(wave) / sample_rate, 3),
+                                 "text": text}))
+    manifest = folder / "spoken.jsonl"
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(manifest)

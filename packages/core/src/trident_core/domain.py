@@ -38,6 +38,10 @@ class DomainSpec:
             comparing both artifacts on a validation input for ``export --quantize int8`` (see
             :mod:`trident_core.quantize`); empty: the domain refuses ``--quantize`` with ``quantize_refusal``.
         quantize_refusal: Why the domain has no int8 export (shown when ``quantize_check`` is empty).
+        demo_commands: ``"package.module:function"`` ``(data_dir, count) -> [{"text", "label"}]``: labelled held-out
+            texts of the built default dataset, for the pipeline row of ``trident demo`` (a text domain).
+        speak: ``"package.module:function"`` ``(texts, folder) -> manifest path``: the texts spoken, for the
+            pipeline row of ``trident demo`` (a speech domain).
     """
 
     name: str
@@ -54,6 +58,8 @@ class DomainSpec:
     serve: str = ""
     quantize_check: str = ""
     quantize_refusal: str = ""
+    demo_commands: str = ""
+    speak: str = ""
 
     def config_dir(self) -> Path:
         """Folder of the domain's YAML configs (found through the package, never a hard-coded path)."""

@@ -60,7 +60,7 @@ def main(args: list[str] | None = None) -> None:
         for name, spec in domains.items():
             print(f"{name}\t{spec.description}")
     elif ns.command == "demo":
-        from trident_core.demo import print_summary, run_domain_demo
+        from trident_core.demo import pipeline_pairs, print_summary, run_domain_demo, run_pipeline_demo
 
         chosen = ns.domain or sorted(domains)
         if not chosen:
@@ -68,6 +68,7 @@ def main(args: list[str] | None = None) -> None:
             raise SystemExit(1)
         print(f"trident demo: domains installed: {', '.join(sorted(domains))}; running: {', '.join(chosen)}")
         rows = [run_domain_demo(domains[name], Path(ns.output)) for name in chosen]
+        rows += [run_pipeline_demo(a, b, Path(ns.output)) for a, b in pipeline_pairs(domains, rows)]
         print_summary(rows)
         if any(row.error for row in rows):
             raise SystemExit(1)

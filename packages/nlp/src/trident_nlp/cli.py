@@ -27,6 +27,7 @@ DOMAIN = DomainSpec(
     description="intent classification with out-of-scope detection (Hugging Face transformers)",
     serve="trident_nlp.serve:Serving",
     quantize_check="trident_nlp.export:quantize_check",
+    demo_commands="trident_nlp.defaults:demo_commands",
 )
 
 

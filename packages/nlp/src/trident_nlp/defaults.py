@@ -735,3 +735,10 @@ def demo_inputs(data_dir: Path) -> str:
     path = data_dir / "demo_inputs.txt"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return str(path)
+
+
+def demo_commands(data_dir: Path, count: int = 24) -> list[dict[str, str]]:
+    """``{"text", "label"}`` of the first ``count`` test utterances of the built default dataset: the held-out
+    commands that the pipeline row of ``trident demo`` speaks and types."""
+    lines = (Path(data_dir) / "test.jsonl").read_text("utf-8").splitlines()[:count]
+    return [{"text": row["text"], "label": row["label"]} for row in map(json.loads, lines)]
