@@ -27,6 +27,8 @@ BENCHMARKS = {
     "P5": "benchmarks.audio:run",
     "P6": "benchmarks.cli_startup:run",
     "P7": "benchmarks.gpu:run_rows",
+    "P8": "benchmarks.serving:run",
+    "Q8": "benchmarks.quantized:run",
     "P9": "benchmarks.compile:run",
     "LOAD": "benchmarks.loaders:run",
 }

@@ -43,3 +43,19 @@ def test_runner_rejects_unknown_ids(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main(["--only", "P99", "--out", str(tmp_path)])
     assert set(BENCHMARKS) >= {"P1", "P2", "P3", "P4", "P4b", "P5", "P6", "P7"}
+
+
+@pytest.mark.slow  # four server starts and a quantization: minutes on a loaded 2-core machine
+def test_runner_quick_serving_and_int8_rows(tmp_path: Path, restore_threads: None) -> None:
+    result = main(["--quick", "--only", "P8,Q8", "--out", str(tmp_path), "--machine", "smoke", "--threads", "1"])
+    rows = {(row["id"], row["compare"].split(",")[0]): row for row in result["rows"]}
+    assert [row["id"] for row in result["rows"]] == ["P8", "P8", "Q8", "Q8"]
+    for row in rows.values():
+        assert row["compare"] != "(failed)", row["notes"]
+        assert row["baseline"] > 0 and row["trident"] > 0 and row["ratio"] > 0
+    for row in result["rows"][:2]:  # both arms served every request
+        arms = row["extra"]["arms"]
+        assert arms["batched"]["errors"] == 0 and arms["unbatched"]["errors"] == 0
+        assert arms["batched"]["mean_batch"] > 1 and arms["unbatched"]["mean_batch"] == 1
+    assert "agreement with the float artifact" in result["rows"][2]["notes"]
+    assert "WER float" in result["rows"][3]["notes"]
