@@ -10,6 +10,8 @@ much int8 moves these models' decisions, not how it affects a trained model's ac
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,7 +62,10 @@ def _nlp(settings: Settings) -> Row:
                 ids, mask = encoder.pad(encoder.encode(b))
                 net(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask))
 
-    arms = {"eager": eager, **{k: (lambda r=r: [r.logits(b) for b in batches]) for k, r in runners.items()}}
+    def artifact(runner: IntentPredictor) -> Callable[[], Any]:
+        return lambda: [runner.logits(b) for b in batches]
+
+    arms: dict[str, Callable[[], Any]] = {"eager": eager, **{k: artifact(r) for k, r in runners.items()}}
     timed = interleave(arms, reps=settings.pick(1, 3), warmup=1)
     return _row(f"NLP inference latency per batch, batch 32, int8 artifact ({dm.backbone})", timed, 1e3 / n_batches,
                 "ms/batch", 2.0,
@@ -100,7 +105,10 @@ def _audio(settings: Settings) -> Row:
             log_probs, lengths = eager_model(torch.from_numpy(wave)[None], torch.tensor([len(wave)]))
             tokenizer.decode(greedy_decode(log_probs[0, : int(lengths[0])].numpy(), blank=tokenizer.blank))
 
-    arms = {"eager": eager, **{k: (lambda r=r: r.transcribe([wave])) for k, r in runners.items()}}
+    def artifact(runner: Transcriber) -> Callable[[], Any]:
+        return lambda: runner.transcribe([wave])
+
+    arms: dict[str, Callable[[], Any]] = {"eager": eager, **{k: artifact(r) for k, r in runners.items()}}
     timed = interleave(arms, reps=settings.pick(1, 5), warmup=1)
     return _row(f"ASR real-time factor, {seconds} s clip, int8 artifact (P5 Conformer-CTC)", timed, 1 / seconds,
                 "RTF", None,
