@@ -35,11 +35,15 @@ def quantize_onnx(source: Path, target: Path) -> None:
     """Dynamic int8 quantization of the ``MatMul``/``Gemm`` weights of an ONNX graph (onnxruntime)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    logging.getLogger("root").setLevel(logging.ERROR)  # onnxruntime's quantizer warns on the root logger
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # onnxruntime's quantizer warns on the root logger; restored below
     try:
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=QUANTIZED_OPS)
     except Exception as err:  # onnxruntime raises untyped errors on graphs it cannot quantize
         raise ExportError(f"onnxruntime dynamic quantization failed on {source.name}: {err}") from err
+    finally:
+        root.setLevel(level)
 
 
 def export_quantized(
