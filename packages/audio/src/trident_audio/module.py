@@ -19,6 +19,7 @@ from trident_audio.arpa import lm_from_dict, read_arpa
 from trident_audio.decoding import WordNgramLM
 from trident_audio.export import check_decoder, decode_ctc, export_spec, front_end
 from trident_audio.text import tokenizer_from_dict
+from trident_audio.textlm import MAX_ORDER, read_lm_text
 from trident_audio.transforms import SpecAugment
 from trident_core.errors import ConfigError
 from trident_core.export import ExportSpec
@@ -55,6 +56,8 @@ class SpeechModule(TaskModule):
         lm_order: Order of the word n-gram LM trained on ``lm_texts`` (0 disables it).
         lm_path: An ARPA n-gram LM file to use instead of the one trained on ``lm_texts``; read when fitting
             starts, then kept in the checkpoint (test, export and resumes do not need the file).
+        lm_text: A text corpus (one sentence per line) to build an interpolated Kneser-Ney ``lm_order``-gram LM
+            from (:mod:`trident_audio.textlm`, orders 1-6), read and kept like ``lm_path``; exclusive with it.
         lm_weight: LM weight in beam search.
         word_bonus: Score added per word in beam search with an LM.
         spec_augment: Apply SpecAugment while training.
@@ -83,6 +86,7 @@ class SpeechModule(TaskModule):
         beam_size: int = 8,
         lm_order: int = 2,
         lm_path: str | None = None,
+        lm_text: str | None = None,
         lm_weight: float = 0.5,
         word_bonus: float = 1.0,
         spec_augment: bool = True,
@@ -103,7 +107,12 @@ class SpeechModule(TaskModule):
                          compile=compile)
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "lm_texts"])
         self.decoder = check_decoder(decoder)
-        if lm_order not in (0, 1, 2, 3):
+        if lm_path and lm_text:
+            raise ConfigError("model.lm_path and model.lm_text are exclusive: pass an ARPA file or a text corpus to "
+                              "build the LM from, not both")
+        if lm_text and not 1 <= lm_order <= MAX_ORDER:
+            raise ConfigError(f"model.lm_order must be 1..{MAX_ORDER} with model.lm_text, got {lm_order}")
+        if not lm_text and lm_order not in (0, 1, 2, 3):
             raise ConfigError(f"model.lm_order must be 0 (no LM), 1, 2 or 3, got {lm_order}")
         for attr in ("features", "encode", "output_dim", "sample_rate"):
             if not hasattr(net, attr):
@@ -125,7 +134,9 @@ class SpeechModule(TaskModule):
         self.encoder_lr = encoder_lr
         self.layer_decay = layer_decay
         self.lm_path = lm_path
-        self.lm = WordNgramLM.train(lm_texts, order=lm_order) if lm_texts and lm_order and not lm_path else None
+        self.lm_text = lm_text
+        own = lm_texts and lm_order and not lm_path and not lm_text
+        self.lm = WordNgramLM.train(lm_texts, order=lm_order) if own else None
         if self.lm is not None:
             log.info("word %d-gram LM trained on %d words", lm_order, self.lm.vocabulary_size)
         self.set_metrics(MetricCollection({"wer": WordErrorRate(), "cer": CharErrorRate()}))
@@ -228,6 +239,10 @@ class SpeechModule(TaskModule):
         if self.lm_path:
             self.lm = read_arpa(self.lm_path)
             log.info("ARPA %d-gram LM read from %s (%d words)", self.lm.order, self.lm_path, self.lm.vocabulary_size)
+        elif self.lm_text:
+            self.lm = read_lm_text(self.lm_text, self.tokenizer.normalizer, order=self.lm_order)
+            log.info("Kneser-Ney %d-gram LM built from %s (%d words)", self.lm.order, self.lm_text,
+                     self.lm.vocabulary_size)
 
     def on_test_start(self) -> None:
         self._voice_errors.clear()
