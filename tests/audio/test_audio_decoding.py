@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from trident_audio.arpa import ArpaLM
 from trident_audio.decoding import WordNgramLM, greedy_decode, prefix_beam_search
 
 TOKENS = ["<blank>", " ", "a", "b"]
@@ -51,3 +52,15 @@ def test_lm_changes_an_ambiguous_word() -> None:
     plain = prefix_beam_search(lp, TOKENS, beam_size=8)
     with_lm = prefix_beam_search(lp, TOKENS, beam_size=8, lm=WordNgramLM.train(["ab", "ab ab"]), lm_weight=1.0)
     assert plain == [3, 3] and with_lm == [2, 3]
+
+
+def test_lm_scores_the_end_of_the_sentence() -> None:
+    # acoustics slightly prefer "bb"; the LM gives both words the same probability, but only "ab" ends sentences
+    lp = _lp([[0.05, 0.05, 0.4, 0.5], [0.9, 0.03, 0.03, 0.04], [0.05, 0.05, 0.05, 0.85]])
+    lm = ArpaLM([
+        {("<s>",): (-99.0, 0.0), ("ab",): (-1.0, 0.0), ("bb",): (-1.0, 0.0), ("</s>",): (-1.0, 0.0)},
+        {("<s>", "ab"): (-0.5, 0.0), ("<s>", "bb"): (-0.5, 0.0), ("ab", "</s>"): (-0.01, 0.0),
+         ("bb", "</s>"): (-3.0, 0.0)},
+    ])
+    assert prefix_beam_search(lp, TOKENS, beam_size=8) == [3, 3]
+    assert prefix_beam_search(lp, TOKENS, beam_size=8, lm=lm, lm_weight=1.0) == [2, 3]

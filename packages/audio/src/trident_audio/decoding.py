@@ -150,7 +150,8 @@ def prefix_beam_search(
     word_bonus: float = 0.0,
     token_prune: float = -10.0,
 ) -> list[int]:
-    """CTC prefix beam search; with ``lm`` every completed word adds ``lm_weight * log P(word) + word_bonus``.
+    """CTC prefix beam search; with ``lm`` every completed word adds ``lm_weight * log P(word) + word_bonus``, and
+    the final ranking adds the last word's score and ``lm_weight * log P(</s> | words)``.
 
     Args:
         log_probs: ``(time, vocab)`` log-probabilities of one utterance.
@@ -211,7 +212,9 @@ def prefix_beam_search(
         prefix, (pb, pnb, lm_score) = item
         tail = 0.0
         if lm is not None and prefix and not is_space[prefix[-1]]:
-            tail = word_score(prefix)
+            tail = word_score(prefix)  # the last word, which no space or new word ended
+        if lm is not None and (words := _text_of(prefix, tokens).split()):
+            tail += lm_weight * lm.score(words, lm.EOS)  # and the end of the sentence after it
         return _logaddexp(pb, pnb) + lm_score + tail
 
     best = max(beams.items(), key=final)[0]
