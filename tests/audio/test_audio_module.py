@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from trident_audio.data import SpeechDataset, collate_speech, read_manifest
-from trident_audio.export import Transcriber, split_long
+from trident_audio.export import Transcriber, plan_chunks
 from trident_audio.model import tiny_ctc_model, tiny_encoder
 from trident_audio.module import SpeechModule, word_errors
 from trident_audio.text import CharTokenizer
@@ -80,6 +80,6 @@ def test_long_audio_is_chunked_at_quiet_points() -> None:
     rate = 1000
     loud = np.ones(rate * 3, dtype=np.float32)
     wave = np.concatenate([loud, np.zeros(rate // 10, dtype=np.float32), loud, loud])
-    chunks = split_long(wave, rate, chunk_seconds=4.0)
-    assert sum(len(c) for c in chunks) == len(wave) and all(len(c) <= 4 * rate for c in chunks)
-    assert len(chunks) >= 2 and 3000 <= len(chunks[0]) <= 3100  # the first cut falls in the silence
+    chunks = plan_chunks(wave, rate, chunk_seconds=4.0, overlap_seconds=1.5)
+    assert chunks[-1].keep_to == len(wave) and all(c.end - c.start <= 4 * rate for c in chunks)
+    assert len(chunks) >= 2 and 3000 <= chunks[0].keep_to <= 3100  # the first cut falls in the silence

@@ -283,7 +283,8 @@ class SpeechDataModule(TridentDataModule):
             path = self.manifest(split)
             if path is None:
                 raise ConfigError(f"data.{split}_manifest is not set; pass --data.{split}_manifest FILE")
-            utterances = read_manifest(path, tokenizer=self.tokenizer, max_audio_seconds=self.max_audio_seconds)
+            utterances = read_manifest(path, tokenizer=self.tokenizer, max_audio_seconds=self.max_audio_seconds,
+                                       sample_rate=self.sample_rate)
             if split == "train":
                 kept = [u for u in utterances if self.min_duration <= u.duration <= self.max_duration]
                 if len(kept) < len(utterances):

@@ -3,7 +3,8 @@
 :func:`export_spec` says what to export (the core writes the folder); :class:`SpeechMetadata` is the one shape of
 ``domain_metadata``, written there and read back by :class:`Transcriber`; :func:`decode_ctc` is the one CTC
 decode rule, called by the module's test step and by artifact inference alike. Audio longer than
-``chunk_seconds`` is cut at quiet points into chunks that are transcribed separately and joined.
+``chunk_seconds`` runs as overlapping windows (:func:`plan_chunks`) whose log-probabilities are cut at quiet points
+inside the overlaps and joined (:func:`stitch`) before one decode of the whole recording.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class SpeechMetadata(DomainMetadata):
         lm_weight: LM weight in beam search.
         word_bonus: Score added per word in beam search with an LM.
         chunk_seconds: Longer audio is cut into chunks of at most this many seconds.
+        chunk_overlap: Seconds each chunk overlaps the next (:func:`plan_chunks`); artifacts written before it
+            existed read as the default.
     """
 
     TASK: ClassVar[str] = "speech_recognition"
@@ -71,6 +74,7 @@ class SpeechMetadata(DomainMetadata):
     lm_weight: float
     word_bonus: float
     chunk_seconds: float
+    chunk_overlap: float = 2.0
 
     @classmethod
     def from_dict(cls, raw: Any, source: str | Path = "metadata.json") -> Self:
@@ -220,6 +224,7 @@ def export_spec(module: SpeechModule) -> ExportSpec:
         blank=module.tokenizer.blank, tokenizer_file=TOKENIZER_FILE,
         lm_file=LM_FILE if module.lm is not None else None, decoder=module.decoder, beam_size=module.beam_size,
         lm_weight=module.lm_weight, word_bonus=module.word_bonus, chunk_seconds=module.chunk_seconds,
+        chunk_overlap=module.chunk_overlap,
     )
     return ExportSpec(
         model=model,
@@ -243,11 +248,12 @@ class InferInput:
     record: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def list_inputs(source: str | Path) -> list[InferInput]:
+def list_inputs(source: str | Path, sample_rate: int | None = None) -> list[InferInput]:
     """What ``source`` names: one file, every audio file under a folder, or a manifest's files (or segments).
 
     A manifest line's ``offset``/``duration`` select a segment by the training rule
-    (:func:`trident_audio.manifest.segment`), so a NeMo manifest of long recordings is transcribed segment by segment.
+    (:func:`trident_audio.manifest.segment`), so a NeMo manifest of long recordings is transcribed segment by segment;
+    with ``sample_rate`` a manifest line whose file has a rate the model cannot take is refused naming the line.
 
     Raises:
         DataError: when the input does not exist, holds no audio, or a manifest line is malformed.
@@ -265,9 +271,7 @@ def list_inputs(source: str | Path) -> list[InferInput]:
         inputs = []
         for line, record in manifest_records(path):
             audio = resolve_audio_path(record.get("audio_filepath"), path, line)
-            start, frames = 0, -1
-            if "offset" in record or "duration" in record:
-                start, frames, _ = segment(record, audio, path, line, max_audio_seconds=float("inf"))
+            start, frames, _ = segment(record, audio, path, line, float("inf"), sample_rate)
             inputs.append(InferInput(audio, start, frames, record))
         if not inputs:
             raise DataError("manifest holds no audio_filepath", path=path)
@@ -275,22 +279,69 @@ def list_inputs(source: str | Path) -> list[InferInput]:
     return [InferInput(path)]
 
 
-def split_long(samples: np.ndarray, sample_rate: int, chunk_seconds: float) -> list[np.ndarray]:
-    """Cut audio longer than ``chunk_seconds`` into chunks, each cut at the quietest 20 ms of its last quarter."""
-    limit = max(int(chunk_seconds * sample_rate), sample_rate)
-    chunks: list[np.ndarray] = []
-    start = 0
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """One window of a long recording (samples ``start:end``) and the part of it whose frames are kept
+    (``keep_from:keep_to``, inside the window); the kept parts of a plan tile the recording without gaps."""
+
+    start: int
+    end: int
+    keep_from: int
+    keep_to: int
+
+
+def _quietest(samples: np.ndarray, lo: int, hi: int, sample_rate: int) -> int:
+    """The middle of the quietest 20 ms of ``samples[lo:hi]`` (``lo`` when the span is shorter than 20 ms)."""
     frame = max(1, sample_rate // 50)
-    while len(samples) - start > limit:
-        lo = start + limit * 3 // 4
-        window = samples[lo : start + limit]
-        usable = len(window) // frame * frame
-        energy = (window[:usable].reshape(-1, frame) ** 2).mean(axis=1)
-        cut = lo + int(energy.argmin()) * frame + frame // 2
-        chunks.append(samples[start:cut])
-        start = cut
-    chunks.append(samples[start:])
-    return chunks
+    window = samples[lo:hi]
+    usable = len(window) // frame * frame
+    if usable == 0:
+        return lo
+    energy = (window[:usable].reshape(-1, frame) ** 2).mean(axis=1)
+    return lo + int(energy.argmin()) * frame + frame // 2
+
+
+def plan_chunks(samples: np.ndarray, sample_rate: int, chunk_seconds: float, overlap_seconds: float) -> list[Chunk]:
+    """Windows of at most ``chunk_seconds`` that overlap their neighbours by ``overlap_seconds``, each cut from the
+    next at the quietest 20 ms of the middle half of their overlap; audio that fits one window is one chunk.
+
+    Each window's frames are kept only between its cuts, so every kept frame was computed with at least a quarter of
+    the overlap of audio on either side, and a word on a window boundary is whole in both windows.
+    """
+    n = len(samples)
+    limit = max(int(chunk_seconds * sample_rate), sample_rate)
+    overlap = min(int(overlap_seconds * sample_rate), limit // 2)
+    if n <= limit:
+        return [Chunk(0, n, 0, n)]
+    windows = []
+    start = 0
+    while start + limit < n:
+        windows.append((start, start + limit))
+        start += limit - overlap
+    windows.append((start, n))
+    cuts = [0]
+    for (_, end), (next_start, _) in itertools.pairwise(windows):
+        span = end - next_start  # the overlap of the two windows
+        cuts.append(_quietest(samples, next_start + span // 4, end - span // 4, sample_rate))
+    cuts.append(n)
+    return [Chunk(s, e, cuts[k], cuts[k + 1]) for k, (s, e) in enumerate(windows)]
+
+
+def stitch(chunks: list[Chunk], log_probs: list[np.ndarray]) -> np.ndarray:
+    """The frames of each chunk's ``(frames, vocab)`` log-probabilities between its cuts, joined in order.
+
+    A cut at sample ``c`` of a window starting at ``s`` is frame ``round((c - s) / samples_per_frame)`` of it, the
+    window's own frame rate, so consecutive windows hand over at the same instant.
+    """
+    if len(chunks) == 1:
+        return log_probs[0]
+    parts = []
+    for chunk, lp in zip(chunks, log_probs, strict=True):
+        per_frame = (chunk.end - chunk.start) / max(len(lp), 1)
+        first = round((chunk.keep_from - chunk.start) / per_frame)
+        last = len(lp) if chunk.keep_to == chunk.end else round((chunk.keep_to - chunk.start) / per_frame)
+        parts.append(lp[first:last])
+    return np.concatenate(parts)
 
 
 class Transcriber:
@@ -345,28 +396,24 @@ class Transcriber:
         of its waveform; torchaudio's forced aligner, so torch is imported); empty lists when ``words`` is False."""
         if batch_size < 1:
             raise ConfigError(f"--batch_size must be >= 1, got {batch_size}")
-        jobs: list[tuple[int, np.ndarray, float]] = []  # (waveform, chunk, chunk start in seconds)
-        for i, wave in enumerate(waves):
-            start = 0
-            for chunk in split_long(wave, self.sample_rate, self.metadata.chunk_seconds):
-                jobs.append((i, chunk, start / self.sample_rate))
-                start += len(chunk)
-        order = sorted(range(len(jobs)), key=lambda j: len(jobs[j][1]))
-        results: list[tuple[str, list[dict[str, Any]]]] = [("", [])] * len(jobs)
+        meta = self.metadata
+        plans = [plan_chunks(w, self.sample_rate, meta.chunk_seconds, meta.chunk_overlap) for w in waves]
+        jobs = [(i, k) for i, plan in enumerate(plans) for k in range(len(plan))]
+        pieces = [waves[i][plans[i][k].start : plans[i][k].end] for i, k in jobs]
+        order = sorted(range(len(jobs)), key=lambda j: len(pieces[j]))
+        outputs: list[np.ndarray] = [np.empty(0)] * len(jobs)
         for first in range(0, len(order), batch_size):
             picked = order[first : first + batch_size]
-            for j, lp in zip(picked, self.log_probs([jobs[j][1] for j in picked]), strict=True):
-                text = self.decode(lp)
-                seconds = len(jobs[j][1]) / self.sample_rate
-                times = (word_timestamps(lp, text, self.tokenizer, seconds / max(len(lp), 1), jobs[j][2])
-                         if words else [])
-                results[j] = (text, times)
-        joined: list[tuple[list[str], list[dict[str, Any]]]] = [([], []) for _ in waves]
-        for (i, _, _), (text, times) in zip(jobs, results, strict=True):
-            if text:
-                joined[i][0].append(text)
-                joined[i][1].extend(times)
-        return [(" ".join(texts), times) for texts, times in joined]
+            for j, lp in zip(picked, self.log_probs([pieces[j] for j in picked]), strict=True):
+                outputs[j] = lp
+        results = []
+        for i, plan in enumerate(plans):  # one decode per recording, over its stitched frames
+            lp = stitch(plan, [outputs[j] for j, (w, _) in enumerate(jobs) if w == i])
+            text = self.decode(lp)
+            seconds = len(waves[i]) / self.sample_rate
+            times = word_timestamps(lp, text, self.tokenizer, seconds / max(len(lp), 1)) if words else []
+            results.append((text, times))
+        return results
 
     def read(self, path: Path, start: int = 0, frames: int = -1) -> np.ndarray:
         """Mono float32 audio of ``path`` (or of its segment) resampled to the artifact's rate; a DataError naming
@@ -391,7 +438,7 @@ def infer(
         inside a folder) when given.
     """
     transcriber = Transcriber(artifact, decoder=decoder)
-    inputs = list_inputs(input)
+    inputs = list_inputs(input, transcriber.sample_rate)
     rows: list[dict[str, Any]] = []
     # bounded memory: read and transcribe a window of files at a time
     window = max(batch_size * 8, 64)

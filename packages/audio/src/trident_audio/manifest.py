@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from trident_audio.text import OutOfVocabularyError, TextNormalizer, Tokenizer
-from trident_audio.waveform import AudioReadError, audio_info
+from trident_audio.waveform import AudioReadError, audio_info, check_rate
 from trident_core.errors import DataError
 
 MAX_LINE_CHARS = 1_000_000
@@ -98,7 +98,7 @@ def manifest_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def _parse_line(
     record: dict[str, Any], manifest: Path, line: int, normalizer: TextNormalizer, tokenizer: Tokenizer | None,
-    max_audio_seconds: float,
+    max_audio_seconds: float, sample_rate: int | None = None,
 ) -> Utterance:
     for key in ("audio_filepath", "text"):
         if key not in record:
@@ -116,7 +116,7 @@ def _parse_line(
             tokens = tuple(tokenizer.encode(normalised))
         except OutOfVocabularyError as err:
             raise DataError(f"{err} (normalised text {normalised!r})", path=manifest, line=line, key="text") from None
-    start, frames, seconds = segment(record, audio, manifest, line, max_audio_seconds)
+    start, frames, seconds = segment(record, audio, manifest, line, max_audio_seconds, sample_rate)
     voice = record.get("voice", record.get("speaker", "unknown"))
     return Utterance(audio, seconds, normalised, tokens, str(voice), manifest, line, start, frames)
 
@@ -134,7 +134,8 @@ def _seconds(record: dict[str, Any], key: str, manifest: Path, line: int) -> flo
 
 
 def segment(
-    record: dict[str, Any], audio: Path, manifest: Path, line: int, max_audio_seconds: float = 600.0
+    record: dict[str, Any], audio: Path, manifest: Path, line: int, max_audio_seconds: float = 600.0,
+    sample_rate: int | None = None,
 ) -> tuple[int, int, float]:
     """The part of ``audio`` a manifest line names, NeMo's rule: ``offset`` seconds in, ``duration`` seconds long.
 
@@ -148,7 +149,8 @@ def segment(
     Raises:
         DataError: naming the manifest, the line and the key: a missing or unreadable file, a non-numeric,
             negative or zero value, an offset at or past the end of the file, a segment ending after it, or one
-            longer than ``max_audio_seconds``.
+            longer than ``max_audio_seconds``, or a file rate the model at ``sample_rate`` cannot take
+            (:func:`~trident_audio.waveform.check_rate`; not checked when ``None``).
     """
     if not audio.is_file():
         raise DataError(f"audio file {audio} not found", path=manifest, line=line, key="audio_filepath")
@@ -158,6 +160,11 @@ def segment(
         raise DataError(f"{audio}: {err}", path=manifest, line=line, key="audio_filepath") from None
     if total <= 0 or rate <= 0:
         raise DataError(f"{audio}: zero-length audio", path=manifest, line=line, key="audio_filepath")
+    if sample_rate is not None:
+        try:
+            check_rate(rate, sample_rate)
+        except AudioReadError as err:
+            raise DataError(f"{audio}: {err}", path=manifest, line=line, key="audio_filepath") from None
     file_seconds = total / rate
     offset = _seconds(record, "offset", manifest, line) or 0.0
     if offset < 0 or offset >= file_seconds:
@@ -188,6 +195,7 @@ def read_manifest(
     tokenizer: Tokenizer | None = None,
     *,
     max_audio_seconds: float = 600.0,
+    sample_rate: int | None = None,
 ) -> list[Utterance]:
     """Read and validate a JSONL manifest (every line, every audio header).
 
@@ -196,13 +204,14 @@ def read_manifest(
         normalizer: Text normalisation; the tokenizer's when ``None`` and a tokenizer is given.
         tokenizer: When given, transcripts are encoded here so out-of-vocabulary characters fail early.
         max_audio_seconds: Longer audio is an error (the duration filter of training is separate).
+        sample_rate: The model's rate: a file at a rate it cannot take is an error (``None``: not checked).
 
     Raises:
         DataError: naming the manifest, the line and the key of the first bad line.
     """
     manifest = Path(path)
     normalizer = normalizer or (tokenizer.normalizer if tokenizer is not None else TextNormalizer())
-    utterances = [_parse_line(record, manifest, number, normalizer, tokenizer, max_audio_seconds)
+    utterances = [_parse_line(record, manifest, number, normalizer, tokenizer, max_audio_seconds, sample_rate)
                   for number, record in manifest_records(manifest)]
     if not utterances:
         raise DataError("manifest holds no utterances", path=manifest)

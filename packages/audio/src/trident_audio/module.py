@@ -66,6 +66,8 @@ class SpeechModule(TaskModule):
         time_masks: SpecAugment time masks.
         time_width: Largest time mask (fraction of the utterance).
         chunk_seconds: Inference splits longer audio into chunks of at most this many seconds.
+        chunk_overlap: Seconds each chunk overlaps the next; their frames are joined at a quiet point inside the
+            overlap (:func:`trident_audio.export.plan_chunks`). At most half of ``chunk_seconds``.
         encoder_lr: Learning rate of the net (its top layer when the net has ``layer_depths()``); the head keeps the
             optimizer's ``lr``. ``None``: one learning rate for everything.
         layer_decay: With ``encoder_lr``, the learning rate is multiplied by this once per layer below the top
@@ -95,6 +97,7 @@ class SpeechModule(TaskModule):
         time_masks: int = 2,
         time_width: float = 0.05,
         chunk_seconds: float = 20.0,
+        chunk_overlap: float = 2.0,
         encoder_lr: float | None = None,
         layer_decay: float = 1.0,
         optimizer: OptimizerCallable | None = None,
@@ -130,7 +133,11 @@ class SpeechModule(TaskModule):
         self.lm_order = lm_order
         self.lm_weight = lm_weight
         self.word_bonus = word_bonus
+        if not 0 <= chunk_overlap <= chunk_seconds / 2:
+            raise ConfigError(f"model.chunk_overlap must be between 0 and half of model.chunk_seconds "
+                              f"({chunk_seconds / 2:g}), got {chunk_overlap}")
         self.chunk_seconds = chunk_seconds
+        self.chunk_overlap = chunk_overlap
         self.encoder_lr = encoder_lr
         self.layer_decay = layer_decay
         self.lm_path = lm_path

@@ -33,6 +33,34 @@ def mixdown(samples: np.ndarray) -> np.ndarray:
     return samples
 
 
+MAX_UPSAMPLING = 2  # 8 kHz calls into a 16 kHz model: yes; 4 kHz into 16 kHz: refused
+MAX_KERNEL = 4_000_000  # elements of the sinc kernel (16 MB), (new / gcd) x (orig / gcd + 2 x width)
+
+
+def check_rate(rate: int, target: int) -> None:
+    """Refuse a file rate the model cannot take (the rule of the README, "Data").
+
+    Raises:
+        AudioReadError: when ``rate`` is below ``target / MAX_UPSAMPLING`` (more than half the band the model's
+            features cover would be empty), or so oddly related to ``target`` that the exact resampling kernel
+            would exceed :data:`MAX_KERNEL` elements (e.g. 44101 Hz to 16 kHz: 2.8 GB).
+    """
+    if rate * MAX_UPSAMPLING < target:
+        raise AudioReadError(
+            f"sample rate {rate} Hz is below {target // MAX_UPSAMPLING} Hz: this model's features are built for "
+            f"{target} Hz and upsampling more than {MAX_UPSAMPLING}x leaves most of their band empty; record at "
+            f">= {target // MAX_UPSAMPLING} Hz or train a model at a lower data.sample_rate"
+        )
+    g = math.gcd(rate, target)
+    orig, new = rate // g, target // g
+    width = math.ceil(LOWPASS_FILTER_WIDTH * orig / (min(orig, new) * ROLLOFF))
+    if new * (orig + 2 * width) > MAX_KERNEL:
+        raise AudioReadError(
+            f"sample rate {rate} Hz does not resample to {target} Hz with a kernel of reasonable size (ratio "
+            f"{orig}:{new}); convert the file to a standard rate (8000, 16000, 22050, 32000, 44100 or 48000 Hz) first"
+        )
+
+
 @lru_cache(maxsize=16)
 def _sinc_kernel(orig: int, new: int) -> tuple[np.ndarray, int]:
     """torchaudio's ``_get_sinc_resample_kernel`` (sinc_interp_hann) for reduced rates: ``(new, taps)`` float32
@@ -80,7 +108,8 @@ def read_audio(path: str | Path, sample_rate: int, start: int = 0, frames: int =
     ``sample_rate``; a segment is read by seeking, the rest of the file is not decoded.
 
     Raises:
-        AudioReadError: when the file is not decodable audio, holds no samples, or has non-finite samples.
+        AudioReadError: when the file is not decodable audio, holds no samples, has non-finite samples, or a rate
+            :func:`check_rate` refuses.
     """
     try:
         samples, rate = sf.read(str(path), frames=frames, start=start, dtype="float32", always_2d=True)
@@ -91,6 +120,7 @@ def read_audio(path: str | Path, sample_rate: int, start: int = 0, frames: int =
     mono = mixdown(samples)
     if not np.isfinite(mono).all():
         raise AudioReadError("the audio holds NaN or infinite samples")
+    check_rate(int(rate), sample_rate)
     return resample(mono, int(rate), sample_rate)
 
 
