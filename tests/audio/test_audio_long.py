@@ -58,7 +58,7 @@ def _mixtures(items: list[dict], count: int, seed: int = 0) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def overfit(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Transcriber, list[np.ndarray], str]:
+def overfit(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Transcriber, list[np.ndarray], list[str]]:
     """The tiny Conformer overfitted (300 steps) to the 4 shortest training utterances in random sequences, exported
     and run greedily; about 75 s with the export, hence the tests that use it are slow."""
     torch.manual_seed(0)
@@ -78,7 +78,7 @@ def overfit(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Tra
     folder = tmp_path_factory.mktemp("long") / "artifact"
     export_artifact(module.eval().export_spec(), folder, domain="audio")
     transcriber = Transcriber(folder, decoder="greedy")
-    return transcriber, [transcriber.read(u.audio_path) for u in utts], " ".join(u.text for u in utts)
+    return transcriber, [transcriber.read(u.audio_path) for u in utts], [u.text for u in utts]
 
 
 def _wer(reference: str, hypothesis: str) -> float:
@@ -97,12 +97,15 @@ def _back_to_back(waves: list[np.ndarray]) -> np.ndarray:
 
 
 @pytest.mark.slow  # the fixture trains and exports (about 75 s); the test itself takes a second
-def test_words_on_chunk_boundaries_survive(overfit: tuple[Transcriber, list[np.ndarray], str]) -> None:
+def test_words_on_chunk_boundaries_survive(overfit: tuple[Transcriber, list[np.ndarray], list[str]]) -> None:
     """The 4 utterances (29 words) with 0.3 s pauses, in 3 s windows overlapping by 1 s: the boundaries fall in words.
-    The transcript matches the utterances read one by one within 15 % WER and is no further from the true text
+    The transcript matches the utterances read one by one within 25 % WER and is no further from the true text
     than they are (+ 5 points); cut hard at the window boundaries (no overlap, the control) words there are split
-    or lost. Measured: see the README (Artifact and inference)."""
-    transcriber, waves, truth = overfit
+    or lost. Measured: see the README (Artifact and inference); the tiny model's training is not bit-reproducible
+    across runs here, and its one-by-one transcripts moved between 10 and 14 % from the text, hence the loose bound
+    against them and the tight ones against the text."""
+    transcriber, waves, texts = overfit
+    truth = " ".join(texts)
     alone = " ".join(transcriber.transcribe(waves))
     assert len(alone.split()) >= 25  # the overfitted model says something to compare
     long = _back_to_back(waves)
@@ -111,18 +114,21 @@ def test_words_on_chunk_boundaries_survive(overfit: tuple[Transcriber, list[np.n
     hard = _chunked(transcriber, long, 3.0, 0.0)
     print(f"WER vs one by one: chunked {_wer(alone, chunked):.3f} hard {_wer(alone, hard):.3f}; vs the text: "
           f"one by one {_wer(truth, alone):.3f} chunked {_wer(truth, chunked):.3f} hard {_wer(truth, hard):.3f}")
-    assert _wer(alone, chunked) <= 0.15, (alone, chunked)
+    assert _wer(alone, chunked) <= 0.25, (alone, chunked)
     assert _wer(truth, chunked) <= _wer(truth, alone) + 0.05, (truth, chunked)
     assert _wer(truth, hard) > _wer(truth, chunked), (truth, hard)
 
 
 @pytest.mark.slow
-def test_a_two_minute_recording_reads_as_its_utterances(overfit: tuple[Transcriber, list[np.ndarray], str]) -> None:
+def test_a_two_minute_recording_reads_as_its_utterances(
+    overfit: tuple[Transcriber, list[np.ndarray], list[str]],
+) -> None:
     """124 s: the 4 utterances with pauses, repeated; the default 20 s windows with 2 s overlaps. The transcript
     matches the per-utterance ones within 20 % WER and is no further from the true text than they are (+ 5 points).
-    Measured (README): 15.6 % from the per-utterance transcripts, 6.4 % from the text where they are 10.3 %; read
+    Measured (README): 15-17 % from the per-utterance transcripts, 4-7 % from the text where they are 10-14 %; read
     alone, this tiny model drops the last letter of an utterance ("mornin"), and the long reading does not."""
-    transcriber, waves, truth = overfit
+    transcriber, waves, texts = overfit
+    truth = " ".join(texts)
     alone = " ".join(transcriber.transcribe(waves))
     once = _back_to_back(waves)
     repeats = int(np.ceil(120 * RATE / len(once)))
@@ -135,3 +141,29 @@ def test_a_two_minute_recording_reads_as_its_utterances(overfit: tuple[Transcrib
           f"{_wer(' '.join([truth] * repeats), chunked):.3f} hard {_wer(' '.join([truth] * repeats), hard):.3f}")
     assert _wer(" ".join([alone] * repeats), chunked) <= 0.20
     assert _wer(" ".join([truth] * repeats), chunked) <= _wer(truth, alone) + 0.05
+
+
+@pytest.mark.slow
+def test_flashlight_reads_the_two_minutes_as_well_as_the_own_beam_search(
+    overfit: tuple[Transcriber, list[np.ndarray], list[str]],
+) -> None:
+    """The same stitched log-probabilities and the same Kneser-Ney trigram LM (of the 4 transcripts), beam 8,
+    lm_weight 0.5, word bonus 1: flashlight's WER is at most 0.5 points above the own beam search's. Measured (README):
+    own 1.15-1.38 %, flashlight 0.00 % (its lexicon only emits LM words, the own search also spells non-words)."""
+    pytest.importorskip("flashlight.lib.text.decoder", reason="flashlight-text is not installed")
+    from trident_audio.export import decode_ctc
+    from trident_audio.textlm import build_kneser_ney
+
+    transcriber, waves, texts = overfit
+    truth = " ".join(texts)
+    once = _back_to_back(waves)
+    repeats = int(np.ceil(120 * RATE / len(once)))
+    long = np.concatenate([once] * repeats)
+    plan = plan_chunks(long, RATE, 20.0, 2.0)
+    lp = stitch(plan, transcriber.log_probs([long[c.start : c.end] for c in plan]))
+    lm = build_kneser_ney([t.split() for t in texts], 3)
+    reference = " ".join([truth] * repeats)
+    wer = {d: _wer(reference, decode_ctc(lp, transcriber.tokenizer, decoder=d, beam_size=8, lm=lm, lm_weight=0.5,
+                                         word_bonus=1.0)) for d in ("beam", "flashlight")}
+    print(f"2 min, same LM: WER own beam {wer['beam']:.4f} flashlight {wer['flashlight']:.4f}")
+    assert wer["flashlight"] <= wer["beam"] + 0.005

@@ -1,8 +1,9 @@
 """CTC decoding on numpy log-probabilities: greedy, and prefix beam search with an optional word n-gram LM.
 
-``torchaudio.models.decoder.ctc_decoder`` needs ``flashlight-text``, which has no wheel for this platform,
-so the beam search is written here (Hannun et al. 2014, prefix beam search) and works for character and
-BPE vocabularies alike. Nothing here imports torch, so inference from an artifact stays light.
+The beam search is written here (Hannun et al. 2014, prefix beam search): open vocabulary, for character and
+BPE vocabularies alike, no extra package. ``torchaudio.models.decoder.ctc_decoder`` (flashlight-text, the optional
+``flashlight`` extra) is the other backend, :mod:`trident_audio.flashlight`. Nothing here imports torch, so
+inference from an artifact stays light.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from trident_core.export import ExportSpec
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3")
-DECODERS = ("greedy", "beam")
+DECODERS = ("greedy", "beam", "flashlight")
 INFER_BATCH_SIZE = 16  # utterances (or chunks) per onnxruntime call, the default of `infer --batch_size`
 TOKENIZER_FILE = "tokenizer.json"
 LM_FILE = "lm.json"
@@ -100,6 +100,10 @@ def check_decoder(decoder: str, key: str = "model.decoder") -> str:
     """``decoder`` when it is one of :data:`DECODERS`; else a ConfigError naming ``key``."""
     if decoder not in DECODERS:
         raise ConfigError(f"{key} must be one of {DECODERS}, got {decoder!r}")
+    if decoder == "flashlight":
+        from trident_audio.flashlight import check_available
+
+        check_available()
     return decoder
 
 
@@ -123,13 +127,19 @@ def decode_ctc(
         log_probs: Log-probabilities of one utterance.
         tokenizer: Maps ids back to text.
         length: Valid frames (the rest is padding); all when ``None``.
-        decoder: ``"greedy"`` (best path) or ``"beam"`` (prefix beam search, with ``lm`` when given).
+        decoder: ``"greedy"`` (best path), ``"beam"`` (prefix beam search, with ``lm`` when given) or
+            ``"flashlight"`` (torchaudio's ``ctc_decoder`` with the ARPA ``lm``; :mod:`trident_audio.flashlight`).
         beam_size: Beam width.
         lm: Optional word n-gram LM for the beam search.
         lm_weight: Weight of the LM log-probability.
         word_bonus: Added per completed word when an LM is used.
     """
-    if check_decoder(decoder, "decoder") == "beam":
+    if check_decoder(decoder, "decoder") == "flashlight":
+        from trident_audio.flashlight import flashlight_decoder
+
+        return flashlight_decoder(list(tokenizer.tokens), tokenizer.blank, lm, beam_size, lm_weight,
+                                  word_bonus)(log_probs, length)
+    if decoder == "beam":
         ids = prefix_beam_search(log_probs, tokenizer.tokens, length=length, blank=tokenizer.blank,
                                  beam_size=beam_size, lm=lm, lm_weight=lm_weight, word_bonus=word_bonus)
     else:

@@ -51,7 +51,8 @@ class SpeechModule(TaskModule):
         tokenizer: Tokenizer dict (linked from ``data.tokenizer_config``); ``None`` is the character default.
         lm_texts: Normalised training transcripts the word LM is trained on (linked from ``data.train_texts``;
             not a hyperparameter: the LM itself travels in checkpoints and artifacts).
-        decoder: ``"greedy"`` or ``"beam"`` for test and inference (validation always decodes greedily).
+        decoder: ``"greedy"``, ``"beam"`` or ``"flashlight"`` (torchaudio's ``ctc_decoder``, the ``flashlight`` extra,
+            with an ARPA LM) for test and inference (validation always decodes greedily).
         beam_size: Beam width of the prefix beam search.
         lm_order: Order of the word n-gram LM trained on ``lm_texts`` (0 disables it).
         lm_path: An ARPA n-gram LM file to use instead of the one trained on ``lm_texts``; read when fitting
