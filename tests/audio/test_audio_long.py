@@ -167,3 +167,10 @@ def test_flashlight_reads_the_two_minutes_as_well_as_the_own_beam_search(
                                          word_bonus=1.0)) for d in ("beam", "flashlight")}
     print(f"2 min, same LM: WER own beam {wer['beam']:.4f} flashlight {wer['flashlight']:.4f}")
     assert wer["flashlight"] <= wer["beam"] + 0.005
+
+
+def test_an_overlap_above_half_a_window_is_refused() -> None:
+    from trident_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.chunk_overlap must be between 0 and half of model.chunk_seconds"):
+        SpeechModule(tiny_encoder(), chunk_seconds=4.0, chunk_overlap=2.5)
