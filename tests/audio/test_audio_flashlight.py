@@ -50,8 +50,9 @@ def test_the_lm_pulls_a_blurred_word_toward_the_lexicon() -> None:
 
 def test_needs_an_arpa_lm_and_characters() -> None:
     lp = _peaked(CharTokenizer(), "the cat")
-    with pytest.raises(ConfigError, match="needs an ARPA LM"):
-        decode_ctc(lp, CharTokenizer(), decoder="flashlight", lm=WordNgramLM.train(SENTENCES))
+    for lm in (None, WordNgramLM.train(SENTENCES)):
+        with pytest.raises(ConfigError, match="needs an ARPA LM"):
+            decode_ctc(lp, CharTokenizer(), decoder="flashlight", lm=lm)
     bpe = train_bpe(SENTENCES * 4, vocab_size=30)
     with pytest.raises(ConfigError, match="character tokenizers"):
         decode_ctc(lp[:, : bpe.vocab_size], bpe, decoder="flashlight", lm=build_kneser_ney([["the"]], 1))

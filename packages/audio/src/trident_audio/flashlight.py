@@ -83,6 +83,8 @@ class FlashlightDecoder:
 def flashlight_decoder(tokens: list[str], blank: int, lm: Any, beam_size: int, lm_weight: float,
                        word_bonus: float) -> FlashlightDecoder:
     """The :class:`FlashlightDecoder` of these settings, built once per LM object (KenLM loads the file once)."""
+    if not hasattr(lm, "to_arpa"):  # no LM, or the counted one: FlashlightDecoder says what to pass
+        return FlashlightDecoder(tokens, blank, lm, beam_size=beam_size, lm_weight=lm_weight, word_bonus=word_bonus)
     cache: dict[tuple[Any, ...], FlashlightDecoder] = lm.__dict__.setdefault("_flashlight", {})
     key = (tuple(tokens), blank, beam_size, lm_weight, word_bonus)
     if key not in cache:
