@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import math
 import os
 import shutil
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+from filelock import FileLock
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
@@ -166,8 +166,7 @@ def build_once(target_dir: str | Path, builder: Callable[[Path], None], *, versi
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     lock_path = target.parent / f".{target.name}.lock"
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with FileLock(lock_path):  # fcntl on POSIX, msvcrt on Windows
         if marker.exists() and marker.read_text().strip() == version:
             return target
         tmp = target.parent / f".{target.name}.building-{os.getpid()}"

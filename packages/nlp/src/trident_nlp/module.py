@@ -317,10 +317,12 @@ class IntentModule(TaskModule):
             self.log("test/oos_recall", report["oos_recall"])
             self._log_detection(decisions, targets.numpy(), folder)
         if self.trainer.is_global_zero and len(targets):
-            from trident_nlp.report import write_test_report
+            from trident_nlp.report import NO_MATPLOTLIB, write_test_report
 
             text, image = write_test_report(decisions.argmax, targets.numpy(), self.labels, folder)
             rank_zero_info(text)
+            if image is None:
+                rank_zero_info(NO_MATPLOTLIB.format("confusion_matrix.png"))
             for logger in self.trainer.loggers:
                 if isinstance(logger, WandbLogger) and image is not None:
                     logger.log_image(key="test/confusion_matrix", images=[str(image)])
@@ -333,13 +335,13 @@ class IntentModule(TaskModule):
         self.log_dict({f"test/oos_{key}": value for key, value in figures.items()})
         if not self.trainer.is_global_zero:
             return
-        from trident_nlp.report import log_curve_to_wandb, plot_tradeoff
+        from trident_nlp.report import NO_MATPLOTLIB, log_curve_to_wandb, plot_tradeoff
 
         curve = tradeoff_curve(decisions.score, decisions.argmax, targets, self.oos_index)
         point = oos_metrics(decisions.index, targets, self.oos_index)
         image = plot_tradeoff(curve, point, folder / "oos_curve.png", f"{self.score}, {self.operating_point}")
         if image is None:
-            rank_zero_info("matplotlib is not installed: oos_curve.png skipped")
+            rank_zero_info(NO_MATPLOTLIB.format("oos_curve.png"))
         for logger in self.trainer.loggers:
             if isinstance(logger, WandbLogger):
                 log_curve_to_wandb(logger, curve)

@@ -8,6 +8,9 @@ from typing import Any
 
 import numpy as np
 
+# matplotlib is the optional `plots` extra: without it the PNGs are skipped and the caller logs this note
+NO_MATPLOTLIB = "matplotlib is not installed: {} skipped (pip install 'trident-nlp[plots]' to get it)"
+
 
 def per_intent_report(preds: Any, targets: Any, labels: list[str]) -> dict[str, dict[str, float]]:
     """Precision, recall, F1 and support of every intent."""
@@ -52,7 +55,8 @@ def plot_confusion(matrix: np.ndarray, labels: list[str], path: Path) -> Path:
 
 
 def write_test_report(preds: Any, targets: Any, labels: list[str], folder: Path) -> tuple[str, Path | None]:
-    """Write ``test_report.json`` and ``confusion_matrix.png`` into ``folder``; returns a text table."""
+    """Write ``test_report.json`` and ``confusion_matrix.png`` into ``folder``; returns a text table and the PNG's
+    path (``None`` when matplotlib is not installed)."""
     folder.mkdir(parents=True, exist_ok=True)
     report = per_intent_report(preds, targets, labels)
     matrix = confusion(preds, targets, len(labels))
