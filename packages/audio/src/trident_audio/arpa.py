@@ -107,11 +107,11 @@ def read_arpa(path: str | Path) -> ArpaLM:
                 section = "end"
                 break
             if line.startswith("ngram ") and section == "data":
-                n, _, count = line[6:].partition("=")
-                if not (n.strip().isdigit() and count.strip().isdigit()):
+                size, _, total = line[6:].partition("=")
+                if not (size.strip().isdigit() and total.strip().isdigit()):
                     raise DataError(f"malformed count line {line!r} (expected 'ngram N=COUNT')", path=file,
                                     line=number)
-                expected[int(n)] = int(count)
+                expected[int(size)] = int(total)
                 continue
             if line.startswith("\\") and line.endswith("-grams:"):
                 order = int(line[1:].split("-")[0]) if line[1:].split("-")[0].isdigit() else -1

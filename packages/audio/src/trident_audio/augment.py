@@ -154,5 +154,5 @@ class Augmentation:
         return out.clamp(-1.0, 1.0).contiguous()
 
 
-def _between(bounds: tuple[float, float], u: float) -> float:
+def _between(bounds: tuple[float, ...], u: float) -> float:
     return bounds[0] + (bounds[1] - bounds[0]) * u

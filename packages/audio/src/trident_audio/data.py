@@ -309,9 +309,9 @@ class SpeechDataModule(TridentDataModule):
     def train_dataloader(self) -> DataLoader[Any]:
         dataset = self._dataset("train")
         if self.batch_duration is not None:
-            sampler = DurationBatchSampler([u.duration for u in dataset.utterances], self.batch_duration,
+            batches = DurationBatchSampler([u.duration for u in dataset.utterances], self.batch_duration,
                                            seed=self.seed)
-            return DataLoader(BatchDataset(dataset), batch_size=None, sampler=sampler, collate_fn=collate_speech,
+            return DataLoader(BatchDataset(dataset), batch_size=None, sampler=batches, collate_fn=collate_speech,
                               num_workers=self.num_workers, pin_memory=self.pin_memory,
                               persistent_workers=self.persistent_workers and self.num_workers > 0)
         lengths = [int(u.duration * 1000) for u in dataset.utterances]

@@ -202,20 +202,20 @@ def _write_corpus(folder: Path, sentences: int, seed: int, sample_rate: int,
                 voice = heldout[(i // 3) % len(heldout)] if i % 3 == 0 else train_voices[i % len(train_voices)]
             jobs.append((split, text, voice))
     manifests: dict[str, list[str]] = {s: [] for s in splits}
-    for index, (split, text, (engine, voice)) in enumerate(jobs):
+    for index, (split, text, (engine, speaker)) in enumerate(jobs):
         spoken = normalizer(text)  # speak exactly the words of the normalised transcript
         rate, pitch = rng.randint(140, 210), rng.randint(30, 70)
         if engine == "espeak":
-            wave, rate_hz = espeak.synth(spoken, voice, rate, pitch)
+            wave, rate_hz = espeak.synth(spoken, speaker, rate, pitch)
             wave = _fft_resample(wave, rate_hz, sample_rate)
         else:
-            wave, _ = _flite_synth(spoken, voice, rate, pitch, sample_rate)
+            wave, _ = _flite_synth(spoken, speaker, rate, pitch, sample_rate)
         wave = _add_noise(wave, nrng)
         name = f"{split}/{split}_{index:05d}.wav"
         (folder / split).mkdir(exist_ok=True)
         sf.write(folder / name, wave, sample_rate, subtype="PCM_16")
         record = {"audio_filepath": name, "duration": round(len(wave) / sample_rate, 3), "text": text,
-                  "voice": f"{engine}:{voice}"}
+                  "voice": f"{engine}:{speaker}"}
         manifests[split].append(json.dumps(record))
         if progress:
             progress(index + 1, len(jobs))

@@ -29,8 +29,8 @@ from trident_core.metadata import DomainMetadata
 from trident_core.output import write_jsonl
 
 if TYPE_CHECKING:
-    from torch import nn
 
+    from trident_audio.model import ConformerEncoder
     from trident_audio.module import SpeechModule
     from trident_core.export import ExportSpec
 
@@ -191,7 +191,7 @@ def word_timestamps(
              "end": round(offset + w["end"] * seconds_per_frame, 3)} for w in words]
 
 
-def front_end(net: nn.Module) -> dict[str, Any]:
+def front_end(net: ConformerEncoder) -> dict[str, Any]:
     """Describe the feature front end of ``net`` (for the metadata), checking it runs at ``net.sample_rate``.
 
     Raises:

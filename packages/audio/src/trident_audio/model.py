@@ -28,6 +28,9 @@ class LogMelFeatures(nn.Module):
         f_max: Highest mel frequency in Hz; ``None`` means Nyquist.
     """
 
+    basis: Tensor  # buffers registered in __init__ (typed for mypy, which sees `Tensor | Module`)
+    fbank: Tensor
+
     def __init__(
         self,
         sample_rate: int = 16000,

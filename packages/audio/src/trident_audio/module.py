@@ -6,7 +6,7 @@ import json
 import logging
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -24,6 +24,10 @@ from trident_audio.transforms import SpecAugment
 from trident_core.errors import ConfigError
 from trident_core.export import ExportSpec
 from trident_core.module import TaskModule
+
+if TYPE_CHECKING:
+    from trident_audio.arpa import ArpaLM
+    from trident_audio.model import ConformerEncoder
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +84,8 @@ class SpeechModule(TaskModule):
         compile: ``torch.compile`` the network (``true`` or a dict of options; see ``TaskModule``).
     """
 
+    net: ConformerEncoder  # for the type checker: any net with its features/encode/output_dim/sample_rate
+
     def __init__(
         self,
         net: nn.Module,
@@ -126,9 +132,9 @@ class SpeechModule(TaskModule):
             raise ConfigError(f"model.encoder_lr must be > 0 (or null for one learning rate), got {encoder_lr}")
         if not 0 < layer_decay <= 1:
             raise ConfigError(f"model.layer_decay must be in (0, 1], got {layer_decay}")
-        front_end(net)  # a front end built for another rate than the net declares is a ConfigError
+        front_end(self.net)  # a front end built for another rate than the net declares is a ConfigError
         self.tokenizer = tokenizer_from_dict(tokenizer)
-        self.head = nn.Linear(net.output_dim, self.tokenizer.vocab_size)
+        self.head = nn.Linear(self.net.output_dim, self.tokenizer.vocab_size)
         self.spec_augment = SpecAugment(freq_masks, freq_width, time_masks, time_width) if spec_augment else None
         self.beam_size = beam_size
         self.lm_order = lm_order
@@ -143,8 +149,9 @@ class SpeechModule(TaskModule):
         self.layer_decay = layer_decay
         self.lm_path = lm_path
         self.lm_text = lm_text
-        own = lm_texts and lm_order and not lm_path and not lm_text
-        self.lm = WordNgramLM.train(lm_texts, order=lm_order) if own else None
+        self.lm: WordNgramLM | ArpaLM | None = None
+        if lm_texts and lm_order and not lm_path and not lm_text:
+            self.lm = WordNgramLM.train(lm_texts, order=lm_order)
         if self.lm is not None:
             log.info("word %d-gram LM trained on %d words", lm_order, self.lm.vocabulary_size)
         self.set_metrics(MetricCollection({"wer": WordErrorRate(), "cer": CharErrorRate()}))

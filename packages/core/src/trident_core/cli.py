@@ -231,8 +231,9 @@ class TridentCLI(LightningCLI):
         trainer = super().instantiate_trainer(callbacks=callbacks, **kwargs)
         # OnExceptionCheckpoint is a Checkpoint too; keep it behind ModelCheckpoint so that
         # `trainer.checkpoint_callback` (and `ckpt_path="best"`) mean the ModelCheckpoint.
-        on_exception = [cb for cb in trainer.callbacks if isinstance(cb, OnExceptionCheckpoint)]
-        trainer.callbacks = [cb for cb in trainer.callbacks if cb not in on_exception] + on_exception
+        # Trainer.callbacks is set by Lightning's callback connector, undeclared on the class: hence the ignores
+        on_exception = [cb for cb in trainer.callbacks if isinstance(cb, OnExceptionCheckpoint)]  # type: ignore[attr-defined]
+        trainer.callbacks = [cb for cb in trainer.callbacks if cb not in on_exception] + on_exception  # type: ignore[attr-defined]
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # leave DeepSpeed/FSDP/async IO alone
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer

@@ -15,6 +15,7 @@ import logging
 import shutil
 import tempfile
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,12 +49,12 @@ class ExportSpec:
     """
 
     model: nn.Module
-    example_inputs: list[tuple[torch.Tensor, ...]]
+    example_inputs: Sequence[tuple[torch.Tensor, ...]]
     input_names: list[str]
     output_names: list[str]
     dynamic_axes: dict[str, dict[int, str]]
     metadata: dict[str, Any]
-    files: dict[str, str | bytes] = field(default_factory=dict)
+    files: Mapping[str, str | bytes] = field(default_factory=dict)
     atol: float = 1e-4
     rtol: float = 0.0
 
@@ -99,6 +100,7 @@ def _export_onnx(spec: ExportSpec, program: torch.export.ExportedProgram, path: 
                 program, input_names=spec.input_names, output_names=spec.output_names, dynamo=True,
                 verbose=False, optimize=True,
             )
+            assert onnx_program is not None  # dynamo=True without a file returns the program
             onnx_program.save(str(path), external_data=False)
             return "dynamo"
         except Exception as err:
@@ -305,7 +307,9 @@ def load_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
 _CLI_INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"
 
 
-def module_from_checkpoint(checkpoint: dict[str, Any], module_class: type, source: str | Path = "checkpoint") -> Any:
+def module_from_checkpoint(
+    checkpoint: dict[str, Any], module_class: type[Any], source: str | Path = "checkpoint"
+) -> Any:
     """Rebuild a module from an already loaded checkpoint (see :func:`load_checkpoint`): what Lightning's
     ``load_from_checkpoint`` does, without reading the file a second time.
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from lightning.pytorch import LightningModule, Trainer
@@ -197,7 +197,7 @@ class TridentWandbLogger(WandbLogger):
         connect_timeout: float = 5.0,
         init_timeout: float = 30.0,
         finish_timeout: float = 300.0,
-        log_model: bool | str = True,
+        log_model: bool | Literal["all"] = True,
         **kwargs: Any,
     ) -> None:
         # The mode goes to wandb.init directly (not WandbLogger's `offline` flag), so checkpoints are still

@@ -93,7 +93,7 @@ def export_spec(module: IntentModule) -> ExportSpec:
     stats = module.oos_stats
     if stats is not None:
         buffer = io.BytesIO()
-        np.savez(buffer, **stats.to_arrays())
+        np.savez(buffer, **stats.to_arrays())  # type: ignore[arg-type]  # numpy's stub: a key could be allow_pickle
         files[OOS_STATS_FILE] = buffer.getvalue()
     metadata = IntentMetadata(labels=list(module.labels), oos_label=module.oos_label, score=module.score,
                               threshold=module.threshold, max_length=net.max_length, backbone=net.backbone,

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from trident_core.errors import ConfigError
 from trident_nlp.text import SCRATCH, pretrained_location
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 class IntentClassifier(nn.Module):
@@ -92,7 +96,7 @@ class WithEmbedding(nn.Module):
 
 def scratch_encoder(
     vocab_size: int, hidden_size: int = 256, num_layers: int = 4, num_heads: int = 4, max_positions: int = 512
-) -> nn.Module:
+) -> PreTrainedModel:
     """A randomly initialised BERT encoder (the offline fallback and the test model)."""
     from transformers import BertConfig, BertModel
 
@@ -108,7 +112,7 @@ def scratch_encoder(
     return BertModel(config, add_pooling_layer=False)
 
 
-def pretrained_encoder(backbone: str) -> nn.Module:
+def pretrained_encoder(backbone: str) -> PreTrainedModel:
     """A pretrained encoder from a local folder or hub id (``all-minilm-l6-v2`` found through its package)."""
     from transformers import AutoModel
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,9 @@ from trident_nlp.oos import (
     tradeoff_curve,
 )
 from trident_nlp.text import SCRATCH
+
+if TYPE_CHECKING:
+    from trident_nlp.model import IntentClassifier
 
 _NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layer_norm")
 
@@ -74,6 +77,14 @@ class IntentModule(TaskModule):
         lr: Base learning rate over the optimizer's (see :class:`~trident_core.module.TaskModule`).
         compile: ``torch.compile`` the network (``true`` or a dict of options; see ``TaskModule``).
     """
+
+    # for the type checker: nn.Module types unknown attributes as `Tensor | Module`; the net has
+    # IntentClassifier's attributes (checked in __init__) and these are the buffers registered there
+    net: IntentClassifier
+    oos_threshold: torch.Tensor
+    oos_means: torch.Tensor
+    oos_precision: torch.Tensor
+    _train_hits: torch.Tensor
 
     def __init__(
         self,
@@ -118,7 +129,7 @@ class IntentModule(TaskModule):
         # the tokenizer is data, not a hyperparameter: it travels in the checkpoint extras
         self.save_hyperparameters(ignore=["net", "tokenizer_json", "optimizer", "scheduler"])
         if freeze_word_embeddings and net.backbone != SCRATCH:
-            net.encoder.get_input_embeddings().weight.requires_grad_(False)
+            self.net.encoder.get_input_embeddings().weight.requires_grad_(False)
         self.labels = labels
         self.oos_label = oos_label
         self.oos_index = labels.index(oos_label) if oos_label in labels else None
@@ -136,7 +147,7 @@ class IntentModule(TaskModule):
         # test and export refuse such a model instead of serving a rule the user did not ask for
         self.unmet_constraint = ""
         if score == "mahalanobis":
-            width, classes = int(net.head.in_features), len(labels) - (oos_label in labels)
+            width, classes = int(self.net.head.in_features), len(labels) - (oos_label in labels)
             self.register_buffer("oos_means", torch.zeros(classes, width, dtype=torch.float64))
             self.register_buffer("oos_precision", torch.zeros(width, width, dtype=torch.float64))
         self._train_embeddings: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -241,9 +252,9 @@ class IntentModule(TaskModule):
         logits, pooled, targets = (torch.cat(column) for column in zip(*self._outputs, strict=True))
         self._outputs.clear()
         if self.trainer.world_size > 1:
-            logits = self.all_gather(logits).reshape(-1, logits.shape[-1])
-            pooled = self.all_gather(pooled).reshape(-1, pooled.shape[-1])
-            targets = self.all_gather(targets).reshape(-1)
+            logits = cast(torch.Tensor, self.all_gather(logits)).reshape(-1, logits.shape[-1])
+            pooled = cast(torch.Tensor, self.all_gather(pooled)).reshape(-1, pooled.shape[-1])
+            targets = cast(torch.Tensor, self.all_gather(targets)).reshape(-1)
         return logits.cpu(), pooled.cpu(), targets.cpu()
 
     def _fit_oos_stats(self) -> None:
@@ -263,9 +274,10 @@ class IntentModule(TaskModule):
         remembered in :attr:`unmet_constraint`, which test and export raise."""
         assert self.oos_index is not None
         args = (raw.score, raw.argmax, targets.numpy(), self.oos_index)
-        kwargs = {"min_oos_recall": self.min_oos_recall, "min_in_scope_accuracy": self.min_in_scope_accuracy}
         try:
-            threshold = choose_threshold(*args, operating_point=self.operating_point, **kwargs)
+            threshold = choose_threshold(*args, operating_point=self.operating_point,
+                                         min_oos_recall=self.min_oos_recall,
+                                         min_in_scope_accuracy=self.min_in_scope_accuracy)
             self.unmet_constraint = ""
         except ConfigError as err:
             self.unmet_constraint = str(err)

@@ -215,9 +215,9 @@ class SegmentationDataModule(TridentDataModule):
     def _shard(self, entries: list[dict[str, str]]) -> list[dict[str, str]]:
         """This rank's share of ``entries`` (all of them without DDP)."""
         trainer = getattr(self, "trainer", None)
-        world = trainer.world_size if trainer is not None else 1
-        if world <= 1:
+        if trainer is None or trainer.world_size <= 1:
             return entries
+        world = trainer.world_size
         from monai.data import partition_dataset
 
         if len(entries) < world:  # fewer cases than ranks: every rank still needs one to step in lockstep
@@ -289,6 +289,6 @@ class _EpochSeededSampler(DistributedSampler):
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)
         transform = getattr(self.dataset, "transform", None)
-        if hasattr(transform, "set_random_state"):
+        if transform is not None and hasattr(transform, "set_random_state"):
             rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
             transform.set_random_state(seed=(self.seed + 7919 * epoch + 104729 * rank) % 2**32)

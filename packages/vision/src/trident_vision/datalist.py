@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ PAIR_PATTERNS = (("_img", "_seg"), ("_image", "_label"), ("_image", "_mask"), ("
 
 
 # an entry's image: one file (3D, or 4D with channels last) or one 3D file per modality, stacked as channels
-ImageSource = str | list[str]
+ImageSource = str | Path | Sequence[str | Path]
 
 
 @dataclass
@@ -322,7 +323,7 @@ def image_channels(source: ImageSource) -> int:
     """Channels of an image from its header only (4D NIfTI: the 4th axis; a list: one per file)."""
     import nibabel as nib
 
-    if isinstance(source, list):
+    if not isinstance(source, str | Path):  # one file per modality
         return len(source)
     try:
         shape = nib.load(str(source)).shape

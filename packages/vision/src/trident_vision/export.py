@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, cast
 
 import numpy as np
 
@@ -121,7 +121,7 @@ def segmentation_mask(scores: torch.Tensor, postprocess: Mapping[str, bool] | No
     from monai.transforms import FillHoles, KeepLargestConnectedComponent
 
     classes = list(range(1, scores.shape[-4]))
-    ops = []
+    ops: list[Any] = []  # MONAI transforms
     if options.get("largest_component"):
         ops.append(KeepLargestConnectedComponent(applied_labels=classes, is_onehot=False, independent=True))
     if options.get("fill_holes"):
@@ -186,7 +186,7 @@ def input_files(source: str | Path) -> list[Path | list[Path]]:
     (its ``test`` images, else its ``validation`` images; an image given as one file per modality stays a list)."""
     path = Path(source)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and is_nifti(p))
+        files: list[Path | list[Path]] = sorted(p for p in path.iterdir() if p.is_file() and is_nifti(p))
         if not files:
             raise DataError("no .nii or .nii.gz files in this folder", path=path)
         return files
@@ -247,8 +247,9 @@ class Segmenter:
         image = data["image"]
 
         def logits_of(images: torch.Tensor) -> torch.Tensor:
-            return sliding_window_inference(images, meta.roi_size, self.sw_batch_size, self._predict,
-                                            overlap=meta.overlap, mode=meta.blend_mode)
+            logits = sliding_window_inference(images, meta.roi_size, self.sw_batch_size, self._predict,
+                                              overlap=meta.overlap, mode=meta.blend_mode)
+            return cast(torch.Tensor, logits)  # a tensor in, a tensor out
 
         with torch.no_grad():
             batch = image.as_tensor()[None]

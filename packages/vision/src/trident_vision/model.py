@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
@@ -25,15 +26,16 @@ def net_divisor(net: nn.Module) -> int:
     Known MONAI networks are read from their configuration; anything else is assumed to need 16.
     """
     strides = getattr(net, "strides", None)
+    config: Any = net  # MONAI networks keep their configuration as plain attributes
     if strides is not None and type(net).__name__ in ("UNet", "AttentionUnet"):
         return int(math.prod(_scalar_stride(s) for s in strides))
     name = type(net).__name__
     if name in ("SegResNet", "SegResNetVAE"):
-        return 2 ** (len(net.blocks_down) - 1)
+        return 2 ** (len(config.blocks_down) - 1)
     if name == "SwinUNETR":
         return 32
     if name == "DynUNet":
-        return int(math.prod(_scalar_stride(s) for s in net.strides))
+        return int(math.prod(_scalar_stride(s) for s in config.strides))
     return 16  # UNETR (16^3 patches), BasicUNet (four 2x poolings) and unknown networks
 
 

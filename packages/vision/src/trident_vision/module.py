@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from lightning.pytorch.loggers import WandbLogger
@@ -19,6 +19,8 @@ from trident_vision.overlay import overlay_png, wandb_overlays
 from trident_vision.transforms import make_preprocessing
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from trident_core.export import ExportSpec
 
 BLEND_MODES = ("gaussian", "constant")
@@ -28,6 +30,8 @@ class ClassMean(Metric):
     """Per-class mean of per-case values, skipping NaN/inf (empty classes); summed across DDP ranks."""
 
     full_state_update = False
+    total: torch.Tensor  # states registered by add_state (typed for mypy, which sees `Tensor | Module`)
+    count: torch.Tensor
 
     def __init__(self, num_classes: int) -> None:
         super().__init__()
@@ -134,12 +138,13 @@ class SegmentationModule(TaskModule):
         self.overlays = overlays
         self.channels_last = channels_last
         if channels_last:
-            self.net.to(memory_format=torch.channels_last_3d)  # 5-D weights only; moves to a device keep it
+            # 5-D weights only; moves to a device keep it (nn.Module.to's stub omits memory_format)
+            self.net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
         self.loss = DiceCELoss(to_onehot_y=True, softmax=True, lambda_dice=lambda_dice, lambda_ce=lambda_ce)
         self.val_dice = ClassMean(num_classes - 1)
         self.test_dice = ClassMean(num_classes - 1)
         self.test_hd95 = ClassMean(num_classes - 1)
-        self._overlay_case: tuple[Any, ...] | None = None
+        self._overlay_case: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch["image"], batch["label"]
@@ -171,9 +176,10 @@ class SegmentationModule(TaskModule):
         """Logits of whole volumes by sliding-window inference (volumes smaller than the ROI are padded)."""
         from monai.inferers import sliding_window_inference
 
-        return sliding_window_inference(images.as_tensor() if hasattr(images, "as_tensor") else images,
-                                        self.roi_size, self.sw_batch_size, self.net, overlap=self.overlap,
-                                        mode=self.blend_mode)
+        logits = sliding_window_inference(images.as_tensor() if hasattr(images, "as_tensor") else images,
+                                          self.roi_size, self.sw_batch_size, self.net, overlap=self.overlap,
+                                          mode=self.blend_mode)
+        return cast(torch.Tensor, logits)  # a tensor in, a tensor out (typed for dict/tuple outputs too)
 
     def _evaluate(self, batch: dict[str, torch.Tensor], batch_idx: int, stage: str) -> None:
         from monai.metrics import compute_dice, compute_hausdorff_distance
@@ -223,7 +229,9 @@ class SegmentationModule(TaskModule):
         overlay_png(*case, Path(self.trainer.default_root_dir) / "overlays" / f"{file_stem}.png")
         for logger in self.trainer.loggers:
             if isinstance(logger, WandbLogger):  # a few slices, label and prediction as W&B masks
-                logger.log_metrics({key: wandb_overlays(*case, self.class_names)}, step=self.global_step)
+                # Logger.log_metrics types values as float; WandbLogger logs media as well
+                logger.log_metrics({key: wandb_overlays(*case, self.class_names)},  # type: ignore[dict-item]
+                                   step=self.global_step)
 
     def export_spec(self) -> ExportSpec:
         """The network and its :class:`~trident_vision.export.SegmentationMetadata` (see

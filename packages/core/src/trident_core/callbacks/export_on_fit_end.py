@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -11,6 +12,9 @@ from lightning.pytorch.loggers import WandbLogger
 
 from trident_core.export import ExportResult, export_artifact, load_checkpoint
 from trident_core.tracking import folder_files, log_kept_files
+
+if TYPE_CHECKING:
+    from trident_core.module import TaskModule
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +53,8 @@ class ExportOnFitEnd(Callback):
             pl_module.load_state_dict(load_checkpoint(best)["state_dict"])
         was_training = pl_module.training
         try:
-            self.result = export_artifact(pl_module.export_spec(), output, metrics=metrics, domain=self.domain)
+            spec = cast("TaskModule", pl_module).export_spec()  # the TaskModule contract
+            self.result = export_artifact(spec, output, metrics=metrics, domain=self.domain)
         finally:
             if current is not None:
                 pl_module.load_state_dict(current)

@@ -27,7 +27,7 @@ class RngState(Callback):
         kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
         states: dict[str, Any] = {
             "python": [version, list(state), gauss],
-            "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+            "numpy": [kind, np.asarray(keys).tolist(), pos, has_gauss, cached],
             "torch": torch.get_rng_state(),
         }
         if torch.cuda.is_available() and torch.cuda.is_initialized():
