@@ -103,6 +103,9 @@ class TridentCLI(LightningCLI):
                 "checkpoint.mode": self.spec.monitor_mode,
                 "checkpoint.save_last": False,
                 "checkpoint.save_top_k": 1,
+                # at validation end like last_checkpoint (and before it): last.ckpt then records this epoch's best,
+                # which `--ckpt_path best` reads (on train epoch end, after a 1-epoch fit it recorded none)
+                "checkpoint.save_on_train_epoch_end": False,
                 "last_checkpoint.filename": "last",
                 "last_checkpoint.monitor": None,
                 "last_checkpoint.save_top_k": 1,
