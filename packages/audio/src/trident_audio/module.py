@@ -225,7 +225,8 @@ class SpeechModule(TaskModule):
         scaled by ``layer_decay`` per layer below the top (``net.layer_depths()``; a net without it is all top)."""
         if self.encoder_lr is None:
             return super().param_groups()
-        depths = self.net.layer_depths() if hasattr(self.net, "layer_depths") else {}
+        layer_depths = getattr(self.net, "layer_depths", None)  # trident_audio.hf.PretrainedEncoder has it
+        depths: dict[str, int] = layer_depths() if layer_depths is not None else {}
         top = max(depths.values(), default=0)
         groups: dict[float | None, dict[str, Any]] = {}
         for name, param in self.named_parameters():
@@ -242,7 +243,7 @@ class SpeechModule(TaskModule):
         """The steps call ``net.features`` and ``net.encode``, not the net itself: for the Conformer, its
         subsampling and each conformer layer (the front end's STFT stays eager); for a pretrained HF encoder
         (:mod:`trident_audio.hf`), its convolutional front end and its transformer encoder."""
-        net = self.net
+        net: Any = self.net  # a ConformerEncoder or a trident_audio.hf.PretrainedEncoder
         if hasattr(net, "subsampling") and hasattr(net, "conformer"):
             return [net.subsampling, *net.conformer.conformer_layers]
         if hasattr(net, "features") and hasattr(net, "model"):

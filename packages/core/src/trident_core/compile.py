@@ -60,7 +60,9 @@ def compile_in_place(net: nn.Module, options: dict[str, Any]) -> bool:
     except Exception as err:  # e.g. an unknown backend or mode: torch.compile checks them here
         _warn(net, err)
         return False
-    net._compiled_call_impl = _with_fallback(net, net._compiled_call_impl)
+    compiled = net._compiled_call_impl
+    if compiled is not None:  # set by net.compile() above
+        net._compiled_call_impl = _with_fallback(net, compiled)
     return True
 
 

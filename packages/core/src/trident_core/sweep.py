@@ -154,6 +154,8 @@ def sweep_main(spec: DomainSpec, argv: list[str]) -> Any:
         folder = root / f"trial-{trial.number:03d}"
         trial.set_user_attr("folder", str(folder))
         cli = run_domain(spec, fit_args(sweep, folder, params), exit_on_error=False)
+        if cli is None:  # run_domain returns None only when the command printed and exited (e.g. --help)
+            raise ConfigError(f"trial {trial.number} ({folder}) did not run a fit; check the sweep's fixed args")
         score = getattr(cli.trainer.checkpoint_callback, "best_model_score", None)
         trial.set_user_attr("checkpoint", getattr(cli.trainer.checkpoint_callback, "best_model_path", "") or "")
         if score is None:

@@ -276,7 +276,7 @@ class ConfigToLogger(SaveConfigCallback):
         from lightning.pytorch.callbacks import BatchSizeFinder, LearningRateFinder
 
         if not self.save_to_log_dir or not any(
-            isinstance(cb, BatchSizeFinder | LearningRateFinder) for cb in trainer.callbacks
+            isinstance(cb, BatchSizeFinder | LearningRateFinder) for cb in getattr(trainer, "callbacks", [])
         ):
             return
         path = Path(trainer.log_dir or ".") / self.config_filename  # log_dir broadcasts: every rank asks
@@ -284,9 +284,10 @@ class ConfigToLogger(SaveConfigCallback):
             return
         config = self.config.clone()
         chosen: dict[str, Any] = {}
-        if "model.lr" in config and getattr(pl_module, "lr", None) is not None:
-            chosen["model.lr"] = float(pl_module.lr)
-        batch_size = getattr(trainer.datamodule, "batch_size", None)
+        lr = getattr(pl_module, "lr", None)
+        if "model.lr" in config and lr is not None:
+            chosen["model.lr"] = float(lr)
+        batch_size = getattr(getattr(trainer, "datamodule", None), "batch_size", None)
         if "data.batch_size" in config and batch_size is not None:
             chosen["data.batch_size"] = int(batch_size)
         for key, value in chosen.items():
