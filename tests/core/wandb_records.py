@@ -97,12 +97,14 @@ def wait_for_history(path: str | Path, keys: set[str], timeout: float = 60.0) ->
 
 def artifact_manifests(path: str | Path) -> dict[str, list[list[dict[str, object]]]]:
     """The manifest of every artifact a run file logged, by artifact name (one list per logged version): each entry's
-    ``path`` in the artifact, ``local_path`` (the file W&B uploads, now or at ``wandb sync``) and ``size``."""
+    ``path`` in the artifact, ``local_path`` (the file W&B uploads, now or at ``wandb sync``), ``size`` and ``digest``
+    (MD5, base64)."""
     out: dict[str, list[list[dict[str, object]]]] = {}
     for record in read_records(path):
         if record.WhichOneof("record_type") != "artifact":
             continue
-        entries = [{"path": e.path, "local_path": e.local_path, "size": e.size, "skip_cache": e.skip_cache}
+        entries = [{"path": e.path, "local_path": e.local_path, "size": e.size, "skip_cache": e.skip_cache,
+                    "digest": e.digest}
                    for e in record.artifact.manifest.contents]
         out.setdefault(record.artifact.name, []).append(entries)
     return out

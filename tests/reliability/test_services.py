@@ -3,7 +3,6 @@ online), a disk without space, an unwritable folder. (W&B on a closed loopback p
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -12,11 +11,11 @@ import sys
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import wandb
+from fake_wandb import FakeWandb
 from wandb_records import summarize, wait_for_exit, wait_for_history
 
 from toydomain import DOMAIN, main
@@ -83,52 +82,16 @@ def test_wandb_server_that_dies_mid_connection(tmp_path: Path, monkeypatch: pyte
     print(f"fit with a W&B server dying mid-connection: {elapsed:.1f} s (init_timeout 15 s)")
 
 
-class _WandbThatDiesMidRun:
-    """Enough of the W&B server protocol for a run to go online (GraphQL ``UpsertBucket``, the file stream), then
-    the server dies: after its first file-stream request it shuts down and its port closes for good."""
+class _WandbThatDiesMidRun(FakeWandb):
+    """The local W&B server (tests/core/fake_wandb.py): the run goes online (GraphQL ``UpsertBucket``, the file
+    stream), then the server dies: after its first file-stream request it shuts down and its port closes for good."""
 
-    def __init__(self) -> None:
-        self.requests: list[str] = []
-        self.died_at: float | None = None
-        outer = self
+    died_at: float | None = None
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                query = json.loads(body) if body.startswith(b"{") else {}
-                op = query.get("operationName") or self.path
-                outer.requests.append(op)
-                if op == "UpsertBucket":
-                    v = query.get("variables", {})
-                    project = {"id": "p", "name": v.get("project") or "trident", "entity": {"id": "e", "name": "e"}}
-                    data = {"upsertBucket": {"inserted": True, "bucket": {
-                        "id": "b", "name": v.get("name"), "displayName": "run", "description": None, "config": "{}",
-                        "sweepName": None, "historyLineCount": 0, "project": project}}}
-                    payload = {"data": data}
-                else:
-                    payload = {"data": {}} if self.path == "/graphql" else {"exitcode": None, "limits": {}}
-                out = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-                if self.path.endswith("/file_stream") and outer.died_at is None:
-                    outer.died_at = time.monotonic()
-                    threading.Thread(target=outer.stop, daemon=True).start()
-
-            do_PUT = do_POST
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def after_reply(self, path: str) -> None:
+        if path.endswith("/file_stream") and self.died_at is None:
+            self.died_at = time.monotonic()
+            threading.Thread(target=self.stop, daemon=True).start()
 
 
 @pytest.mark.slow
