@@ -72,3 +72,45 @@ def test_bad_sweep_file_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixt
         run_domain(DOMAIN, ["sweep", "--config", str(bad), "--output", str(tmp_path / "s")])
     assert exit_info.value.code == 2
     assert f"{bad}: parameters.model.lr: give {{low, high" in capsys.readouterr().err
+
+
+DDP_SWEEP = """
+name: ddp
+configs: [debug]
+args: [--data.data_dir, "{data}"]
+n_trials: 3
+pruner: {{n_startup_trials: 1}}
+parameters:
+  model.lr: {{choices: [0.05, 1.0e-7]}}
+  preset: {{choices: [fp32, cpu_ddp2]}}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_sweep_trial_may_be_ddp_and_a_worse_trial_is_pruned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    sweep_file = tmp_path / "SWEEP.yaml"
+    sweep_file.write_text(DDP_SWEEP.format(data=tmp_path / "data"))
+    out = tmp_path / "sweep"
+    out.mkdir()
+    storage = f"sqlite:///{out / 'study.db'}"
+    study = optuna.create_study(study_name="ddp", storage=storage, direction="maximize")
+    # the trials' values fixed: a DDP trial, one that cannot learn (lr 1e-7: pruned after its first epoch), a plain one
+    for lr, preset in ((0.05, "cpu_ddp2"), (1.0e-7, "fp32"), (0.05, "fp32")):
+        study.enqueue_trial({"model.lr": lr, "preset": preset})
+    run_domain(DOMAIN, ["sweep", "--config", str(sweep_file), "--output", str(out)])
+
+    study = optuna.load_study(study_name="ddp", storage=storage)
+    states = optuna.trial.TrialState
+    ddp, bad, plain = study.trials
+    assert [t.state for t in study.trials] == [states.COMPLETE, states.PRUNED, states.COMPLETE]
+    assert "Starting with 2 processes" in (out / "trial-000" / "fit.log").read_text()
+    config = yaml.safe_load((out / "trial-000" / "config.yaml").read_text())
+    assert config["trainer"]["devices"] == 2 and config["trainer"]["strategy"] == "ddp"
+    # one intermediate value per validation epoch (max_epochs 2); the pruned trial stopped after its first
+    assert sorted(ddp.intermediate_values) == sorted(plain.intermediate_values) == [0, 1]
+    assert list(bad.intermediate_values) == [0] and bad.intermediate_values[0] < ddp.intermediate_values[0]
+    assert ddp.value == pytest.approx(max(ddp.intermediate_values.values()))
+    best = json.loads((out / "best.json").read_text())
+    assert best["best_trial"] in (0, 2) and best["val/acc"] == study.best_value

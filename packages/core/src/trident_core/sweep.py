@@ -1,17 +1,23 @@
 """``trident-<domain> sweep --config SWEEP.yaml``: a hyperparameter search on Optuna, every trial a normal run.
 
 The study lives in ``<output>/study.db`` (SQLite), so a killed sweep resumes: finished trials are kept, a trial the
-kill interrupted is marked failed and its place taken by a new one. Each trial is ``fit`` in its own folder
-(``<output>/trial-NNN``: checkpoints, artifact, config.yaml), its W&B run in the group named after the sweep, and
-its objective is the domain's monitored metric (the best ``checkpoint.monitor`` value of the run). ``best.json``
-and ``wandb-sweep.yaml`` (the same search for ``wandb sweep``) are written beside the trials.
+kill interrupted is marked failed and its place taken by a new one. Each trial is the domain's normal ``fit``
+command, run as a subprocess (``python -m <domain> fit ...``, so a trial may be DDP: ``preset: cpu_ddp2``), in its
+own folder (``<output>/trial-NNN``: checkpoints, artifact, config.yaml, fit.log), its W&B run in the group named
+after the sweep. Inside it, :class:`~trident_core.callbacks.sweep_trial.SweepTrial` reports the domain's monitored
+metric to the study after every validation epoch, stops the run when Optuna's MedianPruner prunes it, and writes
+the objective (the best ``checkpoint.monitor`` value) to ``sweep-trial.json``. ``best.json`` and
+``wandb-sweep.yaml`` (the same search for ``wandb sweep``) are written beside the trials.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +26,8 @@ from trident_core.domain import DomainSpec
 from trident_core.errors import ConfigError, TridentError
 from trident_core.output import write_text_atomic
 
-KEYS = ("name", "configs", "args", "parameters", "n_trials", "seed")
+KEYS = ("name", "configs", "args", "parameters", "n_trials", "seed", "pruner")
+PRUNER_KEYS = ("n_startup_trials", "n_warmup_steps")
 EXAMPLE = "parameters:\n  model.lr: {low: 1.0e-4, high: 1.0e-1, log: true}\n  data.batch_size: {choices: [16, 32]}"
 
 
@@ -34,6 +41,7 @@ class Sweep:
     parameters: dict[str, dict[str, Any]]
     n_trials: int
     seed: int
+    pruner: dict[str, int] | None  # MedianPruner's arguments; None: no pruning
 
 
 def read_sweep(path: str | Path) -> Sweep:
@@ -72,10 +80,17 @@ def read_sweep(path: str | Path) -> Sweep:
     n_trials = data.get("n_trials", 10)
     if not isinstance(n_trials, int) or n_trials < 1:
         raise ConfigError(f"{path}: n_trials must be a positive integer, got {n_trials!r}")
+    pruner = data.get("pruner", {})
+    if pruner is not False and not (
+            isinstance(pruner, dict) and set(pruner) <= set(PRUNER_KEYS)
+            and all(isinstance(v, int) and v >= 0 for v in pruner.values())):
+        raise ConfigError(f"{path}: pruner: give false (no pruning) or MedianPruner's {{n_startup_trials: N, "
+                          f"n_warmup_steps: N}} (non-negative integers); got {pruner!r}")
     return Sweep(
         name=str(data.get("name") or path.stem), configs=[configs] if isinstance(configs, str) else list(configs),
         args=[str(a) for a in data.get("args") or []], parameters=parameters, n_trials=n_trials,
         seed=int(data.get("seed", 0)),
+        pruner=None if pruner is False else {"n_startup_trials": 5, "n_warmup_steps": 0, **pruner},
     )
 
 
@@ -89,10 +104,24 @@ def suggest(trial: Any, key: str, p: dict[str, Any]) -> Any:
 
 
 def fit_args(sweep: Sweep, folder: Path, params: dict[str, Any]) -> list[str]:
-    """The ``fit`` command line of one trial."""
+    """The ``fit`` command line of one trial (a ``preset`` parameter becomes ``--preset=NAME``)."""
     args = ["fit", *[a for c in sweep.configs for a in ("--config", c)], *sweep.args]
     args += ["--trainer.default_root_dir", str(folder)]
     return args + [f"--{key}={value}" for key, value in params.items()]
+
+
+def trial_command(spec: DomainSpec, sweep: Sweep, folder: Path, params: dict[str, Any], storage: str,
+                  number: int) -> list[str]:
+    """The trial's process: the domain's own ``fit`` (``python -m <package>``) plus the SweepTrial callback."""
+    package = spec.module_class.split(":")[0].split(".")[0]
+    if importlib.util.find_spec(f"{package}.__main__") is None:
+        raise ConfigError(f"sweep runs each trial as `python -m {package} fit`, but {package} has no __main__.py")
+    pruner = sweep.pruner or {}
+    callback = ["--trainer.callbacks+=trident_core.callbacks.sweep_trial.SweepTrial",
+                f"--trainer.callbacks.storage={storage}", f"--trainer.callbacks.study={sweep.name}",
+                f"--trainer.callbacks.trial={number}", f"--trainer.callbacks.prune={sweep.pruner is not None}"]
+    callback += [f"--trainer.callbacks.{key}={value}" for key, value in pruner.items()]
+    return [sys.executable, "-m", package, *fit_args(sweep, folder, params), *callback]
 
 
 def wandb_sweep_yaml(spec: DomainSpec, sweep: Sweep) -> str:
@@ -130,15 +159,17 @@ def sweep_main(spec: DomainSpec, argv: list[str]) -> Any:
         import optuna
     except ImportError:
         raise ConfigError("sweep needs Optuna: pip install 'trident-core[sweep]'") from None
-    from trident_core.cli import run_domain
+    from trident_core.callbacks.sweep_trial import RESULT
 
-    root = Path(ns.output or f"runs/{spec.name}/sweep-{sweep.name}")
+    root = Path(ns.output or f"runs/{spec.name}/sweep-{sweep.name}").resolve()
     root.mkdir(parents=True, exist_ok=True)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{root.resolve() / 'study.db'}")
+    url = f"sqlite:///{root / 'study.db'}"
+    storage = optuna.storages.RDBStorage(url)
     study = optuna.create_study(
         study_name=sweep.name, storage=storage, load_if_exists=True,
         direction="maximize" if spec.monitor_mode == "max" else "minimize",
         sampler=optuna.samplers.TPESampler(seed=sweep.seed),
+        pruner=optuna.pruners.MedianPruner(**sweep.pruner) if sweep.pruner else optuna.pruners.NopPruner(),
     )
     states = optuna.trial.TrialState
     for trial in study.get_trials(deepcopy=False, states=(states.RUNNING,)):
@@ -153,18 +184,28 @@ def sweep_main(spec: DomainSpec, argv: list[str]) -> Any:
         params = {key: suggest(trial, key, p) for key, p in sweep.parameters.items()}
         folder = root / f"trial-{trial.number:03d}"
         trial.set_user_attr("folder", str(folder))
-        cli = run_domain(spec, fit_args(sweep, folder, params), exit_on_error=False)
-        if cli is None:  # run_domain returns None only when the command printed and exited (e.g. --help)
-            raise ConfigError(f"trial {trial.number} ({folder}) did not run a fit; check the sweep's fixed args")
-        score = getattr(cli.trainer.checkpoint_callback, "best_model_score", None)
-        trial.set_user_attr("checkpoint", getattr(cli.trainer.checkpoint_callback, "best_model_path", "") or "")
-        if score is None:
-            score = cli.trainer.callback_metrics.get(spec.monitor)
-        if score is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / RESULT).unlink(missing_ok=True)
+        log = folder / "fit.log"
+        print(f"trial {trial.number}: {params} -> {folder} (log: {log})", flush=True)
+        with log.open("w", encoding="utf-8") as out:
+            code = subprocess.run(trial_command(spec, sweep, folder, params, url, trial.number),
+                                  stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+        if code != 0 or not (folder / RESULT).is_file():
+            tail = "".join(log.read_text(encoding="utf-8", errors="replace").splitlines(True)[-15:])
+            raise TridentError(f"trial {trial.number} failed (exit code {code}); its log {log} ends:\n{tail}")
+        result = json.loads((folder / RESULT).read_text(encoding="utf-8"))
+        trial.set_user_attr("checkpoint", result["checkpoint"])
+        if result["pruned"]:
+            print(f"trial {trial.number}: pruned after validation epoch {result['epoch']}", flush=True)
+            raise optuna.TrialPruned(f"pruned after validation epoch {result['epoch']}")
+        if result["value"] is None:
             raise ConfigError(f"trial {trial.number} ({folder}) logged no {spec.monitor}; is validation run?")
-        return float(score)
+        print(f"trial {trial.number}: {spec.monitor} = {result['value']:.6g}", flush=True)
+        return float(result["value"])
 
-    done = len(study.get_trials(deepcopy=False, states=(states.COMPLETE,)))
+    finished = (states.COMPLETE, states.PRUNED)
+    done = len(study.get_trials(deepcopy=False, states=finished))
     remaining = (ns.n_trials or sweep.n_trials) - done
     os.environ.setdefault("WANDB_RUN_GROUP", f"sweep-{sweep.name}")  # every trial's W&B run in one group
     if remaining > 0:
