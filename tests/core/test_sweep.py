@@ -11,6 +11,8 @@ import yaml
 
 from toydomain import DOMAIN
 from trident_core.cli import run_domain
+from trident_core.errors import ConfigError
+from trident_core.sweep import read_sweep, trial_command, wandb_sweep_yaml
 
 SWEEP = """
 name: toy
@@ -23,6 +25,7 @@ parameters:
 """
 
 
+@pytest.mark.slow
 def test_sweep_runs_resumes_and_its_best_config_reproduces(tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     sweep_file = tmp_path / "SWEEP.yaml"
@@ -63,6 +66,33 @@ def test_sweep_runs_resumes_and_its_best_config_reproduces(tmp_path: Path,
     assert Path(best["checkpoint"]).parent == folder / "checkpoints"
     cli = run_domain(DOMAIN, ["validate", "--config", str(folder / "config.yaml"), "--ckpt_path", best["checkpoint"]])
     assert float(cli.trainer.callback_metrics["val/acc"]) == pytest.approx(study.best_value, abs=1e-6)
+
+
+def test_trial_command_is_the_domains_fit_with_the_pruning_callback(tmp_path: Path) -> None:
+    """The fast check of the default pass (the sweeps themselves are slow: every trial is a process)."""
+    sweep_file = tmp_path / "SWEEP.yaml"
+    sweep_file.write_text(SWEEP + "pruner: {n_startup_trials: 2}\n")
+    sweep = read_sweep(sweep_file)
+    assert sweep.pruner == {"n_startup_trials": 2, "n_warmup_steps": 0}
+    folder = tmp_path / "trial-004"
+    command = trial_command(DOMAIN, sweep, folder, {"model.lr": 0.01, "preset": "cpu_ddp2"}, "sqlite:///s.db", 4)
+    assert command[1:6] == ["-m", "toydomain", "fit", "--config", "debug"]
+    assert command[6:10] == ["--trainer.max_epochs", "1", "--trainer.default_root_dir", str(folder)]
+    assert command[10:12] == ["--model.lr=0.01", "--preset=cpu_ddp2"]
+    assert command[12:] == ["--trainer.callbacks+=trident_core.callbacks.sweep_trial.SweepTrial",
+                            "--trainer.callbacks.storage=sqlite:///s.db", "--trainer.callbacks.study=toy",
+                            "--trainer.callbacks.trial=4", "--trainer.callbacks.prune=True",
+                            "--trainer.callbacks.n_startup_trials=2", "--trainer.callbacks.n_warmup_steps=0"]
+    sweep_file.write_text(SWEEP + "pruner: false\n")
+    assert "--trainer.callbacks.prune=False" in trial_command(DOMAIN, read_sweep(sweep_file), folder, {}, "s", 0)
+    sweep_file.write_text(SWEEP + "pruner: {patience: 3}\n")
+    with pytest.raises(ConfigError, match="pruner: give false .* got {'patience': 3}"):
+        read_sweep(sweep_file)
+    wandb_yaml = yaml.safe_load(wandb_sweep_yaml(DOMAIN, sweep))
+    assert wandb_yaml["metric"] == {"name": "val/acc", "goal": "maximize"}
+    assert wandb_yaml["command"] == ["${env}", "trident-toy", "fit", "--config", "debug", "--trainer.max_epochs", "1",
+                                     "${args}"]
+    assert wandb_yaml["parameters"]["model.lr"]["distribution"] == "log_uniform_values"
 
 
 def test_bad_sweep_file_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
