@@ -57,11 +57,12 @@ class SweepTrial(Callback):
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         checkpoint = trainer.checkpoint_callback
-        if trainer.sanity_checking or checkpoint is None or checkpoint.monitor is None:
+        monitor = getattr(checkpoint, "monitor", None)  # a ModelCheckpoint's; Checkpoint declares none
+        if trainer.sanity_checking or monitor is None:
             return
         prune = False
         if trainer.is_global_zero:
-            score = trainer.callback_metrics.get(checkpoint.monitor)
+            score = trainer.callback_metrics.get(monitor)
             if score is not None:
                 trial = self._optuna_trial()
                 if trial is not None:
@@ -76,8 +77,9 @@ class SweepTrial(Callback):
             return
         checkpoint = trainer.checkpoint_callback
         score = getattr(checkpoint, "best_model_score", None)
-        if score is None and checkpoint is not None and checkpoint.monitor:
-            score = trainer.callback_metrics.get(checkpoint.monitor)
+        monitor = getattr(checkpoint, "monitor", None)
+        if score is None and monitor:
+            score = trainer.callback_metrics.get(monitor)
         result = {"value": None if score is None else float(score),
                   "checkpoint": getattr(checkpoint, "best_model_path", "") or "",
                   "pruned": self.pruned_at is not None, "epoch": self.pruned_at}
