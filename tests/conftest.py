@@ -21,6 +21,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 WANDB_HOME_VARS = ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DIR", "WANDB_ARTIFACT_DIR")
 
 
+def home_of(tmp_path: Path) -> Path:
+    """The home folder :func:`_home_in_tmp_path` gives the test whose ``tmp_path`` this is."""
+    return tmp_path.with_name(f"{tmp_path.name}-home")
+
+
 @pytest.fixture(scope="session")
 def _import_caches(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """matplotlib's font cache, built once for the session (imported by torchmetrics; subprocesses rebuild it)."""
@@ -29,9 +34,10 @@ def _import_caches(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _home_in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _import_caches: Path) -> Iterator[None]:
-    """Every test, and every process it starts, has ``tmp_path/home`` as its home folder and no W&B folder
-    settings: what a run writes lands in its own folder or in this test's home, never in the real one."""
-    home = tmp_path / "home"
+    """Every test, and every process it starts, has its own home folder (``<tmp_path>-home``, beside ``tmp_path``
+    so tests that list ``tmp_path`` see only what they wrote) and no W&B folder settings: what a run writes lands in
+    its own folder or in this test's home, never in the real one."""
+    home = home_of(tmp_path)
     home.mkdir(exist_ok=True)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("MPLCONFIGDIR", str(_import_caches / "matplotlib"))

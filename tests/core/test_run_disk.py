@@ -135,9 +135,10 @@ def test_preflight_warns_when_the_disk_is_short_of_the_estimate(tmp_path: Path) 
 
 
 def test_tests_write_nothing_outside_tmp_path(tmp_path: Path) -> None:
-    """tests/conftest.py gives every test (and the processes it starts) a home folder in its tmp_path, and no W&B
-    folder settings, so W&B's default folders are there too."""
-    assert Path.home() == tmp_path / "home" and os.environ["HOME"] == str(tmp_path / "home")
+    """tests/conftest.py gives every test (and the processes it starts) a home folder of its own beside its
+    tmp_path, and no W&B folder settings, so W&B's default folders are there too."""
+    home = tmp_path.with_name(f"{tmp_path.name}-home")
+    assert Path.home() == home and os.environ["HOME"] == str(home) and home.is_dir()
     for folder in (wandb.env.get_data_dir(), wandb.env.get_cache_dir()):
-        assert Path(folder).is_relative_to(tmp_path), folder
+        assert Path(folder).is_relative_to(home), folder
     assert not any(key in os.environ for key in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_DIR"))
