@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 from pathlib import Path
 
 import pytest
 import torch
-from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+from torch.utils.data import DistributedSampler
 
 from trident_core.data import BucketSampler, TridentDataModule, build_once, seeded_split
 from trident_core.errors import ConfigError
@@ -79,20 +80,37 @@ def test_bucket_sampler_batches_hold_similar_lengths() -> None:
     assert list(sampler) != order  # a new order each epoch
 
 
-def test_bucket_sampler_under_ddp_wrapper_gives_disjoint_similar_shards(monkeypatch: pytest.MonkeyPatch) -> None:
-    lengths = [(i * 37) % 300 + 1 for i in range(640)]
+@pytest.mark.parametrize("n", [640, 637])
+def test_bucket_sampler_shards_itself_into_the_single_process_batches(monkeypatch: pytest.MonkeyPatch,
+                                                                      n: int) -> None:
+    """Under DDP rank r's batch k is every second index of the batch k that one process with twice the batch size
+    draws (the DDP equivalence test relies on it); the shards are disjoint, hold similar lengths and have the same
+    number of steps, also when the data does not divide evenly. Being a DistributedSampler keeps Lightning from
+    wrapping it (its wrapper reshuffles a training sampler's indices, which mixed the buckets: the control)."""
+    lengths = [(i * 37) % 300 + 1 for i in range(n)]
+    assert isinstance(BucketSampler(lengths, batch_size=8), DistributedSampler)
+    single = BucketSampler(lengths, batch_size=16, seed=3)
+    single.set_epoch(1)
+    order = list(single)
+    one = [order[i : i + 16] for i in range(0, n, 16)]
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
     shards = []
     for rank in range(2):
-        wrapped = DistributedSamplerWrapper(BucketSampler(lengths, batch_size=8, seed=3), num_replicas=2, rank=rank,
-                                            shuffle=False)
-        shards.append(list(wrapped))
-    assert not set(shards[0]) & set(shards[1])
-    assert len(shards[0]) + len(shards[1]) == 640
+        monkeypatch.setattr(torch.distributed, "get_rank", lambda rank=rank: rank)
+        sampler = BucketSampler(lengths, batch_size=8, seed=3)
+        sampler.set_epoch(1)
+        shard = list(sampler)
+        assert len(shard) == len(sampler) == math.ceil(n / 2)
+        shards.append([shard[i : i + 8] for i in range(0, len(shard), 8)])
+    assert len(shards[0]) == len(shards[1]) == len(one)
+    for k in range(len(one) - 1):
+        assert sorted(shards[0][k] + shards[1][k]) == sorted(one[k])
+        assert not set(shards[0][k]) & set(shards[1][k])
+    last = shards[0][-1] + shards[1][-1]  # padded (with an index drawn earlier) to a multiple of the world
+    assert set(one[-1]) <= set(last) and len(last) == len(one[-1]) + n % 2
     for shard in shards:
-        batches = [shard[i : i + 8] for i in range(0, len(shard), 8)]
-        spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+        spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in shard) / len(shard)
         assert spread < 30
 
 

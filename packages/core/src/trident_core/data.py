@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import torch
 from filelock import FileLock
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
 
 from trident_core.errors import ConfigError
 
@@ -183,14 +183,20 @@ def build_once(target_dir: str | Path, builder: Callable[[Path], None], *, versi
     return target
 
 
-class BucketSampler(Sampler[int]):
+class BucketSampler(DistributedSampler):  # type: ignore[type-arg]
     """Orders samples so that each batch holds samples of similar length (for dynamic padding).
 
     Samples are shuffled, cut into buckets of ``batch_size * bucket_factor``, sorted by length inside a
-    bucket, grouped into batches, and the batches are shuffled. Use it with ``DataLoader(batch_size=...)``.
-    Under DDP, Lightning wraps it in a ``DistributedSamplerWrapper`` that deals indices to ranks round-robin;
-    the sampler therefore groups ``batch_size * world_size`` indices per global batch, so every rank's batch
-    still holds similar lengths and ranks see disjoint shards.
+    bucket, grouped into batches, and the full batches are shuffled (a short last batch stays last, so the
+    ``DataLoader``'s batches line up with the sampler's). Use it with ``DataLoader(batch_size=...)``.
+
+    Under DDP it shards itself: it groups ``batch_size * world_size`` indices per global batch and rank ``r``
+    takes every ``world_size``-th index of each from the ``r``-th, so every rank's batch holds similar lengths,
+    the ranks see disjoint shards, and together they train on the batches one process with
+    ``batch_size * world_size`` would see (the DDP equivalence test relies on it). It is a ``DistributedSampler``
+    only so that Lightning leaves it alone: Lightning's ``DistributedSamplerWrapper`` shuffles a training
+    sampler's indices again, which undoes the buckets. The order is padded (with its first indices) to a
+    multiple of the world size, as ``DistributedSampler`` does, so that every rank runs the same number of steps.
 
     Args:
         lengths: Length of every sample (tokens, frames).
@@ -200,6 +206,7 @@ class BucketSampler(Sampler[int]):
         bucket_factor: Batches per bucket; larger sorts more globally.
     """
 
+    # no DistributedSampler.__init__: the world is read at iteration, so the sampler also works undistributed
     def __init__(
         self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0, bucket_factor: int = 50
     ) -> None:
@@ -214,11 +221,18 @@ class BucketSampler(Sampler[int]):
         """Make the next iteration use the order of ``epoch``."""
         self.epoch = epoch
 
+    @staticmethod
+    def _world() -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_world_size(), torch.distributed.get_rank()
+        return 1, 0
+
     def __len__(self) -> int:
-        return len(self.lengths)
+        world, _ = self._world()
+        return math.ceil(len(self.lengths) / world)
 
     def __iter__(self) -> Iterator[int]:
-        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        world, rank = self._world()
         group = self.batch_size * world
         g = torch.Generator().manual_seed(self.seed + self.epoch)
         n = len(self.lengths)
@@ -229,12 +243,15 @@ class BucketSampler(Sampler[int]):
             bucket = sorted(order[start : start + chunk], key=self.lengths.__getitem__)
             batches.extend(bucket[i : i + group] for i in range(0, len(bucket), group))
         if self.shuffle:
-            batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
-        if self.shuffle:
-            # advance so a sampler that is iterated again without set_epoch (the DDP wrapper) gets a new order
+            full = len(batches) - (1 if batches and len(batches[-1]) < group else 0)
+            batches = [batches[i] for i in torch.randperm(full, generator=g).tolist()] + batches[full:]
+            # advance so a sampler that is iterated again without set_epoch gets a new order
             self.epoch += 1
+        pad = -n % world
+        if pad:
+            batches[-1] = batches[-1] + [order[i % n] for i in range(pad)]
         for batch in batches:
-            yield from batch
+            yield from batch[rank::world]
 
     @property
     def num_batches(self) -> int:
