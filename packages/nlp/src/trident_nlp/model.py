@@ -33,6 +33,9 @@ class IntentClassifier(nn.Module):
         num_layers: Layers of a scratch encoder.
         num_heads: Attention heads of a scratch encoder.
         dropout: Dropout before the head.
+        encoder_dropout: Hidden and attention dropout inside a scratch encoder (BERT's 0.1; ignored for a
+            pretrained backbone, which keeps its own). 0 with ``dropout: 0`` makes training draw no random masks
+            (the DDP equivalence test needs that: ranks would draw different ones).
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class IntentClassifier(nn.Module):
         num_layers: int = 4,
         num_heads: int = 4,
         dropout: float = 0.1,
+        encoder_dropout: float = 0.1,
     ) -> None:
         super().__init__()
         if num_labels < 2:
@@ -52,7 +56,9 @@ class IntentClassifier(nn.Module):
         if backbone == SCRATCH:
             if vocab_size is None:
                 raise ConfigError("a scratch encoder needs model.net.init_args.vocab_size (linked from the data)")
-            self.encoder = scratch_encoder(vocab_size, hidden_size, num_layers, num_heads, max(512, max_length))
+            self.encoder = scratch_encoder(
+                vocab_size, hidden_size, num_layers, num_heads, max(512, max_length), encoder_dropout
+            )
         else:
             self.encoder = pretrained_encoder(backbone)
         positions = int(getattr(self.encoder.config, "max_position_embeddings", max_length))
@@ -95,7 +101,8 @@ class WithEmbedding(nn.Module):
 
 
 def scratch_encoder(
-    vocab_size: int, hidden_size: int = 256, num_layers: int = 4, num_heads: int = 4, max_positions: int = 512
+    vocab_size: int, hidden_size: int = 256, num_layers: int = 4, num_heads: int = 4, max_positions: int = 512,
+    dropout: float = 0.1,
 ) -> PreTrainedModel:
     """A randomly initialised BERT encoder (the offline fallback and the test model)."""
     from transformers import BertConfig, BertModel
@@ -107,6 +114,8 @@ def scratch_encoder(
         num_attention_heads=num_heads,
         intermediate_size=4 * hidden_size,
         max_position_embeddings=max_positions,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     config._attn_implementation = "eager"  # plain matmul attention: exports to ONNX with exact parity
     return BertModel(config, add_pooling_layer=False)
