@@ -208,13 +208,7 @@ def export_artifact(
         raise ExportError("ExportSpec.example_inputs needs at least two examples of different shapes")
     if len({tuple(tuple(t.shape) for t in x) for x in spec.example_inputs}) < 2:
         raise ExportError("ExportSpec.example_inputs must differ in shape, to prove the dynamic axes work")
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    except OSError as err:
-        raise ExportError(
-            f"{output}: cannot write the artifact here ({err.strerror}); choose another --output"
-        ) from None
+    tmp = staging_folder(output, f".{output.name}.")
     model = spec.model.eval()
     # a network compiled for training (TaskModule's `compile`) is traced as the plain module it wraps
     with eager(model):
@@ -256,6 +250,18 @@ def export_artifact(
             raise
     log.info("exported %s (onnx max diff %.2e)", output, parity["onnx"]["max_abs_diff"])
     return ExportResult(path=output, parity=parity, metadata=metadata)
+
+
+def staging_folder(output: Path, prefix: str) -> Path:
+    """A new temporary folder beside ``output``, where an artifact is assembled before it replaces ``output`` in
+    one rename (so a failure leaves nothing half-written); an ExportError naming ``output`` when it cannot be made."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=output.parent))
+    except OSError as err:
+        raise ExportError(
+            f"{output}: cannot write the artifact here ({err.strerror}); choose another --output"
+        ) from None
 
 
 def _replace_dir(new: Path, target: Path) -> None:

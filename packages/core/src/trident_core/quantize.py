@@ -14,13 +14,12 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from trident_core.errors import ExportError
-from trident_core.export import ExportResult, _replace_dir, export_checkpoint
+from trident_core.export import ExportResult, _replace_dir, export_checkpoint, staging_folder
 
 log = logging.getLogger(__name__)
 QUANTIZE_MODES = ("int8",)
@@ -53,13 +52,7 @@ def export_quantized(
     """Export a checkpoint (float, parity-checked) and write its int8 artifact with :func:`quantize_artifact`;
     the float artifact is only a temporary step."""
     output = Path(output_dir)
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{output.name}.float.", dir=output.parent))
-    except OSError as err:
-        raise ExportError(
-            f"{output}: cannot write the artifact here ({err.strerror}); choose another --output"
-        ) from None
+    work = staging_folder(output, f".{output.name}.float.")
     try:
         floating = export_checkpoint(ckpt_path, work / "float", module_class, domain=domain)
         return quantize_artifact(floating.path, output, check, validation, tolerance=tolerance, mode=mode)
@@ -93,13 +86,7 @@ def quantize_artifact(
     metadata = read_metadata(source)
     if "quantization" in metadata:
         raise ExportError(f"{source}: already quantized; quantize the float artifact")
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{output.name}.int8.", dir=output.parent))
-    except OSError as err:
-        raise ExportError(
-            f"{output}: cannot write the artifact here ({err.strerror}); choose another --output"
-        ) from None
+    work = staging_folder(output, f".{output.name}.int8.")
     try:
         int8 = work / "artifact"
         shutil.copytree(source, int8)
