@@ -16,7 +16,8 @@ import json
 import time
 
 from trident_audio.arpa import read_arpa
-from trident_audio.export import Transcriber, decode_ctc, list_inputs, plan_chunks, stitch
+from trident_audio.chunks import plan_chunks, stitch
+from trident_audio.export import Transcriber, decode_ctc, list_inputs
 from trident_audio.flashlight import available
 from trident_audio.module import word_errors
 from trident_audio.textlm import read_lm_text

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from trident_audio.chunks import Chunk, plan_chunks, stitch
 from trident_audio.data import SpeechDataset, collate_speech, read_manifest
-from trident_audio.export import Chunk, Transcriber, plan_chunks, stitch
+from trident_audio.export import Transcriber
 from trident_audio.model import tiny_encoder
 from trident_audio.module import SpeechModule, word_errors
 from trident_audio.text import CharTokenizer

@@ -9,8 +9,9 @@ import lightning as L
 import numpy as np
 import torch
 
+from trident_audio.chunks import plan_chunks
 from trident_audio.data import SpeechDataset, collate_speech, read_manifest
-from trident_audio.export import Transcriber, plan_chunks
+from trident_audio.export import Transcriber
 from trident_audio.model import tiny_ctc_model, tiny_encoder
 from trident_audio.module import SpeechModule, word_errors
 from trident_audio.text import CharTokenizer

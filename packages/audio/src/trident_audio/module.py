@@ -72,7 +72,7 @@ class SpeechModule(TaskModule):
         time_width: Largest time mask (fraction of the utterance).
         chunk_seconds: Inference splits longer audio into chunks of at most this many seconds.
         chunk_overlap: Seconds each chunk overlaps the next; their frames are joined at a quiet point inside the
-            overlap (:func:`trident_audio.export.plan_chunks`). At most half of ``chunk_seconds``.
+            overlap (:func:`trident_audio.chunks.plan_chunks`). At most half of ``chunk_seconds``.
         encoder_lr: Learning rate of the net (its top layer when the net has ``layer_depths()``); the head keeps the
             optimizer's ``lr``. ``None``: one learning rate for everything.
         layer_decay: With ``encoder_lr``, the learning rate is multiplied by this once per layer below the top
