@@ -87,6 +87,7 @@ def test_whole_file_problems_name_the_file(tmp_path: Path) -> None:
             read_arpa(path)
 
 
+@pytest.mark.slow  # > 20 s on 2 cores: the slow pass (issue 17: default pass < 15 min)
 def test_fit_with_an_arpa_lm_keeps_it_in_checkpoint_and_artifact(
     tmp_path: Path, arpa_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -36,6 +36,7 @@ def _race(target: str) -> None:
     build_once(target, _count_build)
 
 
+@pytest.mark.slow  # > 20 s on 2 cores: the slow pass (issue 17: default pass < 15 min)
 def test_build_once_is_idempotent_across_processes(tmp_path: Path) -> None:
     target = tmp_path / "ds"
     ctx = mp.get_context("spawn")

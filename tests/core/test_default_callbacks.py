@@ -68,6 +68,7 @@ def test_help_names_the_safety_callbacks(capsys: pytest.CaptureFixture[str]) -> 
     assert "Always added, for safety: ProgressOnException" in text and "--trainer.callbacks+=CLASS" in text
 
 
+@pytest.mark.slow  # > 20 s on 2 cores: the slow pass (issue 17: default pass < 15 min)
 @pytest.mark.parametrize(("domain", "config", "early_stopping"), [
     ("nlp", "default", True), ("nlp", "debug", False), ("audio", "default", True), ("audio", "demo", False),
 ])

@@ -28,6 +28,7 @@ def test_help_lists_domains(capsys: pytest.CaptureFixture[str]) -> None:
     assert "demo" in out and "nlp" in out and "vision" in out and "audio" in out
 
 
+@pytest.mark.slow  # > 20 s on 2 cores: the slow pass (issue 17: default pass < 15 min)
 @pytest.mark.parametrize("domain", ["nlp", "vision", "audio"])
 def test_domain_fit_help_does_not_import_other_domains(domain: str) -> None:
     # transformers is not listed: torchmetrics (core) imports it for BERTScore whenever it is installed; nor is

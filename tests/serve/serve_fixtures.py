@@ -19,8 +19,10 @@ from typing import Any
 LABELS = ["oos", "password", "refund", "track"]
 
 
-def nlp_artifact(folder: Path, texts: list[str]) -> Path:
-    """A tiny untrained intent model (random weights give varied intents) with a WordPiece of ``texts``, exported."""
+def nlp_artifact(folder: Path, texts: list[str], labels: list[str] | None = None) -> Path:
+    """A tiny intent model with a WordPiece of ``texts``, exported: untrained (random weights give varied intents),
+    or fitted to ``labels`` (one per text) until its logits are far apart, for checks that need a model whose
+    decisions do not hang on rounding (an untrained model's near-tied logits flip under int8 on some CPUs)."""
     import torch
 
     from trident_core.export import export_artifact
@@ -31,9 +33,28 @@ def nlp_artifact(folder: Path, texts: list[str]) -> Path:
     torch.manual_seed(0)
     tokenizer = train_wordpiece(texts, vocab_size=120)
     net = tiny_classifier(num_labels=len(LABELS), vocab_size=tokenizer.get_vocab_size(), max_length=32)
+    if labels is not None:
+        _fit(net, tokenizer, texts, [LABELS.index(label) for label in labels])
     module = IntentModule(net=net, labels=LABELS, tokenizer_json=tokenizer.to_str())
     module.oos_threshold.fill_(0.3)
     return export_artifact(module.export_spec(), folder, domain="nlp").path
+
+
+def _fit(net: Any, tokenizer: Any, texts: list[str], targets: list[int], steps: int = 150) -> None:
+    """Full-batch Adam on ``texts`` until every logit margin is large (a few seconds for the tiny model)."""
+    import torch
+
+    encoded = tokenizer.encode_batch(texts)
+    width = max(len(e.ids) for e in encoded)
+    ids = torch.tensor([e.ids + [0] * (width - len(e.ids)) for e in encoded])
+    mask = torch.tensor([[1] * len(e.ids) + [0] * (width - len(e.ids)) for e in encoded])
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    net.train()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(net(ids, mask), torch.tensor(targets)).backward()
+        optimizer.step()
+    net.eval()
 
 
 def audio_artifact(folder: Path) -> Path:

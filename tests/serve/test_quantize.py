@@ -31,7 +31,7 @@ TEXTS = ["i want my money back", "where is my package", "reset my password", "te
 
 @pytest.fixture(scope="module")
 def nlp_float(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return nlp_artifact(tmp_path_factory.mktemp("nlp") / "artifact", TEXTS)
+    return nlp_artifact(tmp_path_factory.mktemp("nlp") / "artifact", TEXTS, [LABELS[i % 4] for i in range(len(TEXTS))])
 
 
 def _validation(folder: Path) -> Path:

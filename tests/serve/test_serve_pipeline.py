@@ -19,6 +19,8 @@ from trident_audio.export import infer as transcribe
 from trident_core.umbrella import main
 from trident_nlp.export import infer as classify
 
+pytestmark = pytest.mark.slow  # its module fixture builds artifacts (25-40 s on 2 cores): the slow pass (issue 17)
+
 # the tiny ASR model's kind of output (letters) so the tokenizer knows some of its pieces
 TEXTS = ["tibltt bybtbtbkbtbtib", "tbtbtbtbtbybtbtyltytb", "where is my order", "reset my password"]
 

@@ -21,6 +21,8 @@ from trident_vision.export import infer
 from trident_vision.module import SegmentationModule
 from trident_vision.transforms import make_preprocessing
 
+pytestmark = pytest.mark.slow  # its module fixture builds artifacts (25-40 s on 2 cores): the slow pass (issue 17)
+
 
 def _nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> bytes:
     nib.save(nib.Nifti1Image(data.astype(np.float32), affine), str(path))

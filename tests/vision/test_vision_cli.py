@@ -89,6 +89,7 @@ def test_cache_is_partitioned_by_rank(phantoms: Path) -> None:
     assert len(cached[0] | cached[1]) == 4
 
 
+@pytest.mark.slow  # > 20 s on 2 cores: the slow pass (issue 17: default pass < 15 min)
 @pytest.mark.distributed
 def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
     probe = tmp_path / "probe.yaml"

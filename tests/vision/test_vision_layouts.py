@@ -109,6 +109,7 @@ def test_one_foreground_class_fits_tests_exports_and_infers(one_class: Path, tmp
     assert [set(row["volumes_ml"]) for row in summary] == [{"lesion"}] * len(summary)
 
 
+@pytest.mark.slow  # > 20 s on 2 cores: the slow pass (issue 17: default pass < 15 min)
 def test_label_values_with_a_gap_and_a_class_missing_from_a_volume(phantoms: Path, tmp_path: Path) -> None:
     def relabel(label: np.ndarray, file: str) -> np.ndarray:
         out = np.where(label == 2, 4, label)
