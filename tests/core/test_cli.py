@@ -77,6 +77,14 @@ def test_export_and_infer_subcommands(tmp_path: Path, capsys: pytest.CaptureFixt
     data = torch.load(tmp_path / "data" / "test.pt", weights_only=True)
     accuracy = sum(r["label"] == int(y) for r, y in zip(rows, data["y"], strict=True)) / len(rows)
     assert len(rows) == 64 and accuracy > 0.9
+    # the domain's own infer options (DomainSpec.infer_options) reach its infer; an unknown one is exit 2
+    main(["infer", "--artifact", str(out), "--input", str(tmp_path / "data" / "test.pt"), "--top_k", "2"])
+    ranked = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["label"] for r in ranked] == [r["label"] for r in rows]
+    assert all(len(r["top_k"]) == 2 and r["top_k"][0] == r["label"] for r in ranked)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["infer", "--artifact", str(out), "--input", str(tmp_path / "data" / "test.pt"), "--decoder", "beam"])
+    assert exit_info.value.code == 2 and "unrecognized arguments: --decoder beam" in capsys.readouterr().err
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

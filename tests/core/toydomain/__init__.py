@@ -26,6 +26,7 @@ DOMAIN = DomainSpec(
     demo_metrics=("test/acc",),
     links=(("data.num_classes", "model.num_classes"),),
     description="toy blobs",
+    infer_options="toydomain:infer_options",
 )
 
 
@@ -128,7 +129,12 @@ class ToyDataModule(TridentDataModule):
         return self.loader(self._split("test"))
 
 
-def infer(artifact: str, input: str, output: str | None = None, batch_size: int = 64) -> list[dict]:
+def infer_options(group) -> None:  # type: ignore[no-untyped-def]
+    group.add_argument("--top_k", type=int, default=None, help="also list the k best labels")
+
+
+def infer(artifact: str, input: str, output: str | None = None, batch_size: int = 64,
+          top_k: int | None = None) -> list[dict]:
     from trident_core.artifact import load_artifact
     from trident_core.output import write_jsonl
 
@@ -136,6 +142,9 @@ def infer(artifact: str, input: str, output: str | None = None, batch_size: int 
     x = torch.load(input, weights_only=True)["x"].numpy()
     logits = model.run({"x": x})["logits"]
     rows = [{"index": i, "label": int(k)} for i, k in enumerate(logits.argmax(-1))]
+    if top_k is not None:
+        for row, scores in zip(rows, logits, strict=True):
+            row["top_k"] = [int(k) for k in (-scores).argsort()[:top_k]]
     if output:
         write_jsonl(rows, output, "predictions.jsonl")
     return rows

@@ -131,11 +131,15 @@ def infer_main(spec: DomainSpec, args: list[str]) -> None:
     parser.add_argument("--output", default=None, help="where to write results (default: JSONL on stdout)")
     parser.add_argument("--batch_size", type=int, default=None,
                         help="inputs per onnxruntime call (default: the domain's own)")
+    if spec.infer_options:  # the domain's own options (see DomainSpec.infer_options); unknown ones exit 2
+        load_object(spec.infer_options)(parser.add_argument_group(f"{spec.name} options (default: as the artifact "
+                                                                  "stored them)"))
     ns = parser.parse_args(args)
     if ns.batch_size is not None and ns.batch_size < 1:
         raise ConfigError(f"--batch_size must be >= 1, got {ns.batch_size}")
     infer = load_object(spec.infer)
-    kwargs = {} if ns.batch_size is None else {"batch_size": ns.batch_size}
+    core = {"artifact", "input", "output"}
+    kwargs = {key: value for key, value in vars(ns).items() if key not in core and value is not None}
     rows = infer(ns.artifact, ns.input, ns.output, **kwargs)  # the domain writes --output itself
     if ns.output is None:
         for row in rows or []:

@@ -28,6 +28,10 @@ class DomainSpec:
         infer: ``"package.module:function"`` with signature ``(artifact, input, output=None, batch_size=<the
             domain's default>) -> list[dict]``; it writes ``output`` itself (JSONL through
             :func:`trident_core.output.write_jsonl`, or the domain's files) and returns the rows.
+        infer_options: ``"package.module:function"`` ``(group) -> None`` adding the domain's own ``infer`` options
+            to an argparse argument group (e.g. audio's ``--decoder``); each defaults to ``None``, meaning "as the
+            artifact stored it", and the ones given reach ``infer`` as keyword arguments named by their ``dest``.
+            Empty: ``infer`` takes the core options only. Keep the module light (``infer --help`` imports it).
         demo_inputs: ``"package.module:function"`` returning an ``--input`` value for a built default dataset.
         demo_metrics: Test metrics that ``trident demo`` reports.
         links: ``(source, target)`` pairs linked with ``apply_on="instantiate"``.
@@ -60,6 +64,7 @@ class DomainSpec:
     quantize_refusal: str = ""
     demo_commands: str = ""
     speak: str = ""
+    infer_options: str = ""
 
     def config_dir(self) -> Path:
         """Folder of the domain's YAML configs (found through the package, never a hard-coded path)."""
