@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 import soundfile as sf
+
+if TYPE_CHECKING:
+    from trident_audio.module import SpeechModule
 
 
 def tone(seconds: float, sample_rate: int, freq: float = 440.0, channels: int = 1) -> np.ndarray:
@@ -44,3 +48,21 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from trident_audio.defaults import build_corpus
 
     return build_corpus(tmp_path_factory.mktemp("audio") / "corpus", sentences=24, seed=0)
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[SpeechModule, Path]:
+    """A tiny untrained module with a word LM counted from three texts (beam 8, weight 1, bonus 0.5), and its
+    artifact; exported once per session (about 30 s on a busy 2-core machine)."""
+    import torch
+
+    from trident_audio.model import tiny_encoder
+    from trident_audio.module import SpeechModule
+    from trident_core.export import export_artifact
+
+    torch.manual_seed(0)
+    module = SpeechModule(tiny_encoder(), lm_texts=["ab", "ab ab", "ab ba"], decoder="beam", beam_size=8,
+                          lm_weight=1.0, word_bonus=0.5).eval()
+    folder = tmp_path_factory.mktemp("seam") / "artifact"
+    export_artifact(module.export_spec(), folder, domain="audio")
+    return module, folder

@@ -19,20 +19,8 @@ from trident_audio.model import LogMelFeatures, tiny_encoder
 from trident_audio.module import SpeechModule
 from trident_audio.text import CharTokenizer
 from trident_core.errors import ArtifactError, ConfigError, DataError
-from trident_core.export import export_artifact
 
-LM_TEXTS = ["ab", "ab ab", "ab ba"]
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[SpeechModule, Path]:
-    """A tiny module with a word LM, and its artifact."""
-    torch.manual_seed(0)
-    module = SpeechModule(tiny_encoder(), lm_texts=LM_TEXTS, decoder="beam", beam_size=8, lm_weight=1.0,
-                          word_bonus=0.5).eval()
-    folder = tmp_path_factory.mktemp("seam") / "artifact"
-    export_artifact(module.export_spec(), folder, domain="audio")
-    return module, folder
+LM_TEXTS = ["ab", "ab ab", "ab ba"]  # the texts of the `exported` fixture (conftest.py)
 
 
 def _ambiguous_log_probs(vocab: list[str]) -> np.ndarray:

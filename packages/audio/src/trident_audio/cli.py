@@ -25,6 +25,7 @@ DOMAIN = DomainSpec(
     serve="trident_audio.serve:Serving",
     quantize_check="trident_audio.export:quantize_check",
     speak="trident_audio.defaults:speak",
+    infer_options="trident_audio.infer_options:add_infer_options",  # infer --decoder/--beam_size/--lm_weight/...
 )
 
 

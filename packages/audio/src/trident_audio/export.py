@@ -21,6 +21,7 @@ import numpy as np
 from trident_audio.arpa import ArpaLM, lm_from_dict
 from trident_audio.chunks import plan_chunks, stitch
 from trident_audio.decoding import WordNgramLM, greedy_decode, prefix_beam_search
+from trident_audio.infer_options import DECODERS, check_decoder, decoding_overrides
 from trident_audio.manifest import manifest_records, resolve_audio_path, segment
 from trident_audio.text import Tokenizer, tokenizer_from_dict
 from trident_audio.waveform import AudioReadError, read_audio
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     from trident_core.export import ExportSpec
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3")
-DECODERS = ("greedy", "beam", "flashlight")
 INFER_BATCH_SIZE = 16  # utterances (or chunks) per onnxruntime call, the default of `infer --batch_size`
 TOKENIZER_FILE = "tokenizer.json"
 LM_FILE = "lm.json"
@@ -95,17 +95,6 @@ class SpeechMetadata(DomainMetadata):
         if meta.decoder not in DECODERS:
             raise ArtifactError(f"{source}: [domain_metadata.decoder] {meta.decoder!r} is not one of {DECODERS}")
         return meta
-
-
-def check_decoder(decoder: str, key: str = "model.decoder") -> str:
-    """``decoder`` when it is one of :data:`DECODERS`; else a ConfigError naming ``key``."""
-    if decoder not in DECODERS:
-        raise ConfigError(f"{key} must be one of {DECODERS}, got {decoder!r}")
-    if decoder == "flashlight":
-        from trident_audio.flashlight import check_available
-
-        check_available()
-    return decoder
 
 
 def decode_ctc(
@@ -295,23 +284,28 @@ class Transcriber:
 
     Args:
         artifact: Artifact folder (or an opened :class:`Artifact`).
-        decoder: ``"greedy"`` or ``"beam"``; default the one recorded at export.
+        decoder: ``"greedy"``, ``"beam"`` or ``"flashlight"``; default the one recorded at export.
         beam_size: Beam width; default the one recorded at export.
-        lm_weight: LM weight for beam search; default the one recorded at export.
+        lm_weight: LM weight (beam, flashlight); default the one recorded at export.
+        word_bonus: Score per word with an LM (flashlight's ``word_score``); default the one recorded at export.
+
+    Raises:
+        ConfigError: a setting the artifact cannot honour (:func:`~trident_audio.infer_options.decoding_overrides`).
     """
 
     def __init__(self, artifact: str | Path | Artifact, decoder: str | None = None, beam_size: int | None = None,
-                 lm_weight: float | None = None) -> None:
+                 lm_weight: float | None = None, word_bonus: float | None = None) -> None:
         self.artifact = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
         meta = SpeechMetadata.from_artifact(self.artifact)
-        self.metadata = dataclasses.replace(
-            meta, decoder=check_decoder(decoder or meta.decoder, "decoder"), beam_size=beam_size or meta.beam_size,
-            lm_weight=meta.lm_weight if lm_weight is None else lm_weight,
-        )
         self.sample_rate = meta.sample_rate
         self.tokenizer = tokenizer_from_dict(json.loads(self.artifact.file(meta.tokenizer_file).read_text()))
         lm_file = meta.lm_file
         self.lm = lm_from_dict(json.loads(self.artifact.file(lm_file).read_text())) if lm_file else None
+        self.metadata = dataclasses.replace(meta, **decoding_overrides(
+            meta.decoder, self.lm, str(self.artifact.path), decoder, beam_size=beam_size, lm_weight=lm_weight,
+            word_bonus=word_bonus))
+        if self.metadata.decoder == "flashlight":  # a tokenizer it cannot take fails now, not at the first file
+            self.decode(np.zeros((1, self.tokenizer.vocab_size), dtype=np.float32))
 
     def log_probs(self, waves: list[np.ndarray]) -> list[np.ndarray]:
         """Per-utterance ``(frames, vocab)`` log-probabilities of mono float32 waveforms (one padded batch)."""
@@ -372,18 +366,23 @@ class Transcriber:
 
 def infer(
     artifact: str, input: str, output: str | None = None, batch_size: int = INFER_BATCH_SIZE, *,
-    decoder: str | None = None,
+    decoder: str | None = None, beam_size: int | None = None, lm_weight: float | None = None,
+    word_bonus: float | None = None,
 ) -> list[dict[str, Any]]:
     """Transcribe ``input`` (audio file, folder or JSONL manifest) with an artifact on onnxruntime.
 
+    ``decoder``, ``beam_size``, ``lm_weight``, ``word_bonus`` (``infer --decoder ...``) override the artifact's
+    settings for this run; ``None``: as it stored them.
+
     Returns:
-        One row per file or manifest line, in input order, NeMo's shape: the transcript under ``pred_text``, its
+        One row per file or manifest line, in input order, NeMo's shape: the transcript under ``pred_text``, the
+        decoder that produced it under ``decoder``, its
         word times under ``words`` (``[{"word", "start", "end"}]``, seconds from the start of the file or segment), the
         resolved ``audio_filepath``, and a manifest line's other keys (its reference ``text``, ``offset``,
         ``duration``...) kept as they were; also written as JSONL to ``output`` (a file, or ``transcripts.jsonl``
         inside a folder) when given.
     """
-    transcriber = Transcriber(artifact, decoder=decoder)
+    transcriber = Transcriber(artifact, decoder, beam_size, lm_weight, word_bonus)
     inputs = list_inputs(input, transcriber.sample_rate)
     rows: list[dict[str, Any]] = []
     # bounded memory: read and transcribe a window of files at a time
@@ -392,7 +391,8 @@ def infer(
         part = inputs[start : start + window]
         results = transcriber.transcribe_words([transcriber.read(i.path, i.start, i.frames) for i in part],
                                                batch_size)
-        rows += [{**i.record, "audio_filepath": str(i.path), "pred_text": text, "words": words}
+        rows += [{**i.record, "audio_filepath": str(i.path), "pred_text": text,
+                  "decoder": transcriber.metadata.decoder, "words": words}
                  for i, (text, words) in zip(part, results, strict=True)]
     if output is not None:
         write_jsonl(rows, output, "transcripts.jsonl")

@@ -29,10 +29,11 @@ def available() -> bool:
     return True
 
 
-def check_available() -> None:
+def check_available(key: str = "model.decoder") -> None:
+    """A ConfigError naming ``key`` (the option that asked for flashlight) unless flashlight-text is installed."""
     if not available():
-        raise ConfigError("model.decoder 'flashlight' needs flashlight-text: pip install 'trident-audio[flashlight]' "
-                          "(CPython 3.11 or 3.12), or use model.decoder beam (the same LM, no extra)")
+        raise ConfigError(f"{key} 'flashlight' needs flashlight-text: pip install 'trident-audio[flashlight]' "
+                          f"(CPython 3.11 or 3.12), or use {key} beam (the same LM, no extra)")
 
 
 class FlashlightDecoder:

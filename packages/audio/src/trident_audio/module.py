@@ -17,7 +17,8 @@ from torchmetrics.text import CharErrorRate, WordErrorRate
 
 from trident_audio.arpa import lm_from_dict, read_arpa
 from trident_audio.decoding import WordNgramLM
-from trident_audio.export import check_decoder, decode_ctc, export_spec, front_end
+from trident_audio.export import decode_ctc, export_spec, front_end
+from trident_audio.infer_options import check_decoder
 from trident_audio.text import tokenizer_from_dict
 from trident_audio.textlm import MAX_ORDER, read_lm_text
 from trident_audio.transforms import SpecAugment
