@@ -18,6 +18,7 @@ from trident_audio.export import Transcriber
 from trident_audio.model import tiny_encoder
 from trident_audio.module import SpeechModule, word_errors
 from trident_audio.text import CharTokenizer
+from trident_audio.textlm import build_kneser_ney
 from trident_core.export import export_artifact
 
 RATE = 16000
@@ -76,6 +77,9 @@ def overfit(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Tra
         trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
     finally:
         torch.set_num_threads(threads)
+    # the artifact carries an ARPA LM (a Kneser-Ney trigram of the 4 transcripts), stored with the greedy decoder:
+    # `infer --decoder beam|flashlight` decodes with it
+    module.lm = build_kneser_ney([u.text.split() for u in utts], 3)
     folder = tmp_path_factory.mktemp("long") / "artifact"
     export_artifact(module.eval().export_spec(), folder, domain="audio")
     transcriber = Transcriber(folder, decoder="greedy")
@@ -153,7 +157,6 @@ def test_flashlight_reads_the_two_minutes_as_well_as_the_own_beam_search(
     own 1.15-1.38 %, flashlight 0.00 % (its lexicon only emits LM words, the own search also spells non-words)."""
     pytest.importorskip("flashlight.lib.text.decoder", reason="flashlight-text is not installed")
     from trident_audio.export import decode_ctc
-    from trident_audio.textlm import build_kneser_ney
 
     transcriber, waves, texts = overfit
     truth = " ".join(texts)
@@ -175,3 +178,39 @@ def test_an_overlap_above_half_a_window_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="model.chunk_overlap must be between 0 and half of model.chunk_seconds"):
         SpeechModule(tiny_encoder(), chunk_seconds=4.0, chunk_overlap=2.5)
+
+
+@pytest.mark.slow
+def test_infer_flashlight_and_beam_on_the_artifact_lm_through_the_cli(
+    overfit: tuple[Transcriber, list[np.ndarray], list[str]], corpus: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`trident-audio infer --decoder beam|flashlight` on the exported artifact (its trigram, beam 8, lm_weight
+    0.5, word bonus 1), the 4 utterances one by one: every row names its decoder; flashlight reads each utterance
+    the own beam search reads right the same, and its WER is at most 0.5 points above the own search's."""
+    pytest.importorskip("flashlight.lib.text.decoder", reason="flashlight-text is not installed")
+    import json
+
+    from trident_audio.cli import main
+
+    transcriber, _, texts = overfit
+    utts = sorted(read_manifest(corpus / "train.jsonl", tokenizer=CharTokenizer()), key=lambda u: u.duration)[:4]
+    assert [u.text for u in utts] == texts  # the fixture's utterances
+    manifest = tmp_path / "utts.jsonl"
+    manifest.write_text("".join(json.dumps({"audio_filepath": str(u.audio_path), "text": u.text}) + "\n"
+                                for u in utts))
+    rows = {}
+    for decoder in ("beam", "flashlight"):
+        capsys.readouterr()
+        main(["infer", "--artifact", str(transcriber.artifact.path), "--input", str(manifest), "--decoder", decoder,
+              "--beam_size", "8", "--lm_weight", "0.5", "--word_bonus", "1"])
+        rows[decoder] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+        assert [r["decoder"] for r in rows[decoder]] == [decoder] * len(texts)
+    beam, flashlight = ([r["pred_text"] for r in rows[d]] for d in ("beam", "flashlight"))
+    wer = {d: word_errors(" ".join(texts), " ".join(h)) / len(" ".join(texts).split())
+           for d, h in (("beam", beam), ("flashlight", flashlight))}
+    print(f"infer, 4 utterances, same LM: WER own beam {wer['beam']:.4f} flashlight {wer['flashlight']:.4f}")
+    clear = [i for i, text in enumerate(texts) if beam[i] == text]
+    assert clear, (texts, beam)  # the overfitted model reads some utterances right
+    assert [flashlight[i] for i in clear] == [beam[i] for i in clear]
+    assert wer["flashlight"] <= wer["beam"] + 0.005

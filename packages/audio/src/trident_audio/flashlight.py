@@ -59,6 +59,7 @@ class FlashlightDecoder:
         from torchaudio.models.decoder import ctc_decoder
 
         names = [SEPARATOR if t == " " else t for t in tokens]
+        self.separator = tokens.index(" ")
         spellable = set(tokens) - {" ", tokens[blank]}
         words = [w for (w,) in lm.ngrams[0] if w not in ("<s>", "</s>", "<unk>") and set(w) <= spellable]
         self._dir = tempfile.TemporaryDirectory(prefix="trident-flashlight-")
@@ -76,8 +77,12 @@ class FlashlightDecoder:
         import torch
 
         lp = np.asarray(log_probs, dtype=np.float32)[: length if length is not None else len(log_probs)]
-        emissions = torch.from_numpy(np.ascontiguousarray(lp))[None]
-        hyps = self.decoder(emissions, torch.tensor([len(lp)], dtype=torch.int32))
+        # The lexicon spells each word with a closing separator, and a CTC model has no reason to emit a space after
+        # the last word of a recording: without one closing separator frame flashlight drops that word.
+        end = np.full((1, lp.shape[1]), -1e4, dtype=np.float32)
+        end[0, self.separator] = 0.0
+        emissions = torch.from_numpy(np.ascontiguousarray(np.concatenate([lp, end])))[None]
+        hyps = self.decoder(emissions, torch.tensor([len(lp) + 1], dtype=torch.int32))
         return " ".join(hyps[0][0].words) if hyps and hyps[0] else ""
 
 
