@@ -26,6 +26,7 @@ from trident_core.disk import CheckpointPolicy, human, run_report, tensor_bytes
 from trident_core.domain import DomainSpec, load_object
 from trident_core.errors import ConfigError, ResourceError, TridentError
 from trident_core.export import load_checkpoint
+from trident_core.links import GivenTarget, check_given_targets, given_targets
 from trident_core.precision import resolve_precision
 from trident_core.presets import PRESET_DIR, presets
 from trident_core.tracking import ConfigToLogger, TridentWandbLogger
@@ -63,6 +64,7 @@ class TridentCLI(LightningCLI):
         self.spec = spec
         # what `--ckpt_path` held when the CLI read it (its `trident` key); the file is read once per command
         self.saved: dict[str, Any] = {}
+        self.given_targets: list[GivenTarget] = []  # link targets the user also set (see trident_core.links)
         defaults = [str(CORE_DEFAULTS), str(spec.config_path("default"))]
         parser_kwargs: dict[str, Any] = {
             sub: {"default_config_files": defaults, "description": CALLBACKS_HELP} for sub in LIGHTNING_SUBCOMMANDS
@@ -125,6 +127,17 @@ class TridentCLI(LightningCLI):
         )
         for source, target in self.spec.links:
             parser.link_arguments(source, target, apply_on="instantiate")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        if self.config.get("subcommand") in LIGHTNING_SUBCOMMANDS and isinstance(args, list):
+            defaults = [CORE_DEFAULTS, self.spec.config_path("default")]
+            self.given_targets = given_targets(self.spec.links, args, defaults)
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        # after the data exists: a linked value may be computed by it (the labels of a file, a tokenizer's size)
+        check_given_targets(self.given_targets, lambda key: self._get(self.config_init, key))
 
     def _parse_ckpt_path(self) -> None:
         """Resolve ``--ckpt_path best|last|PATH`` to a file, read it once (safely), and take the module's
