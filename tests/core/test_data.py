@@ -122,3 +122,13 @@ def test_loader_settings() -> None:
     assert sorted(sum((b.tolist() for b in loader), [])) == list(range(10))
     with pytest.raises(ConfigError, match="data.batch_size must be >= 1"):
         TridentDataModule(batch_size=0)
+
+
+def test_loader_takes_a_batch_sampler_of_variable_batches() -> None:
+    dm = TridentDataModule(batch_size=4, num_workers=0)
+    batches = [[0, 1, 2], [3], [4, 5, 6, 7, 8], [9]]
+    loader = dm.loader(list(range(10)), batch_sampler=batches)  # type: ignore[arg-type]
+    assert loader.batch_size is None and len(loader) == 4
+    assert [b.tolist() for b in loader] == batches
+    with pytest.raises(ValueError, match="decides the batches itself; drop shuffle, batch_size"):
+        dm.loader(list(range(10)), batch_sampler=batches, shuffle=True, batch_size=2)  # type: ignore[arg-type]

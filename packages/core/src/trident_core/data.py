@@ -75,28 +75,37 @@ class TridentDataModule(LightningDataModule):
         collate_fn: Callable[[list[Any]], Any] | None = None,
         sampler: Sampler[int] | None = None,
         drop_last: bool = False,
+        batch_sampler: Sampler[list[int]] | None = None,
     ) -> DataLoader[Any]:
         """A DataLoader with this module's loader settings.
 
         ``shuffle=True`` (without a ``sampler``) shuffles with an :class:`EpochShuffleSampler`: the order of
         epoch ``e`` depends only on ``seed`` and ``e``, so a run resumed from an epoch-end checkpoint sees the
-        same batches as one that was never interrupted.
+        same batches as one that was never interrupted. A ``batch_sampler`` yields whole batches of indices
+        (variable sizes allowed); it decides order and size alone, so it excludes ``shuffle``, ``batch_size``,
+        ``sampler`` and ``drop_last``.
         """
-        workers = self.num_workers
-        order: dict[str, Any] = {"sampler": sampler, "shuffle": False}
-        if shuffle and sampler is None:
+        batching: dict[str, Any] = {"batch_size": batch_size or self.batch_size, "drop_last": drop_last}
+        if batch_sampler is not None:
+            given = [k for k, v in (("shuffle", shuffle), ("batch_size", batch_size), ("sampler", sampler),
+                                    ("drop_last", drop_last)) if v is not None and v is not False]
+            if given:
+                raise ValueError(f"loader(batch_sampler=...) decides the batches itself; drop {', '.join(given)}")
+            batching = {"batch_sampler": batch_sampler}
+        elif shuffle and sampler is None:
             # no `shuffle` kwarg: Lightning then reads the RandomSampler subclass as shuffled and, under DDP,
             # swaps in a shuffling DistributedSampler (which is epoch-seeded too)
-            order = {"sampler": EpochShuffleSampler(dataset, seed=self.seed)}  # type: ignore[arg-type]
+            batching["sampler"] = EpochShuffleSampler(dataset, seed=self.seed)  # type: ignore[arg-type]
+        else:
+            batching.update(sampler=sampler, shuffle=False)
+        workers = self.num_workers
         return DataLoader(
             dataset,
-            batch_size=batch_size or self.batch_size,
-            **order,
+            **batching,
             collate_fn=collate_fn,
             num_workers=workers,
             persistent_workers=self.persistent_workers and workers > 0,
             pin_memory=self.pin_memory,
-            drop_last=drop_last,
         )
 
 
