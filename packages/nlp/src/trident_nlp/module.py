@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torchmetrics import MetricCollection
@@ -18,7 +17,9 @@ from trident_core.errors import ConfigError
 from trident_core.export import ExportSpec
 from trident_core.module import LRSchedulerCallable, OptimizerCallable, TaskModule
 from trident_core.output import write_jsonl
+from trident_nlp import optim
 from trident_nlp.defaults import OOS_LABEL
+from trident_nlp.evaluation import log_detection, log_test_report
 from trident_nlp.export import export_spec, prediction_rows
 from trident_nlp.oos import (
     OPERATING_POINTS,
@@ -29,14 +30,11 @@ from trident_nlp.oos import (
     decide,
     detection_metrics,
     oos_metrics,
-    tradeoff_curve,
 )
 from trident_nlp.text import SCRATCH
 
 if TYPE_CHECKING:
     from trident_nlp.model import IntentClassifier
-
-_NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layer_norm")
 
 
 class IntentModule(TaskModule):
@@ -327,36 +325,9 @@ class IntentModule(TaskModule):
             report = oos_metrics(decisions.index, targets.numpy(), self.oos_index)
             self.log("test/in_scope_acc", report["in_scope_acc"])
             self.log("test/oos_recall", report["oos_recall"])
-            self._log_detection(decisions, targets.numpy(), folder)
+            log_detection(self, decisions, targets.numpy(), folder)
         if self.trainer.is_global_zero and len(targets):
-            from trident_nlp.report import NO_MATPLOTLIB, write_test_report
-
-            text, image = write_test_report(decisions.argmax, targets.numpy(), self.labels, folder)
-            rank_zero_info(text)
-            if image is None:
-                rank_zero_info(NO_MATPLOTLIB.format("confusion_matrix.png"))
-            for logger in self.trainer.loggers:
-                if isinstance(logger, WandbLogger) and image is not None:
-                    logger.log_image(key="test/confusion_matrix", images=[str(image)])
-
-    def _log_detection(self, decisions: Decisions, targets: Any, folder: Path) -> None:
-        """Threshold-free figures (AUROC, AUPR, FPR at 95 % TPR) and the in-scope accuracy vs out-of-scope recall
-        curve: ``oos_curve.png`` and, under a W&B logger, a ``wandb.plot.line``."""
-        assert self.oos_index is not None
-        figures = detection_metrics(decisions.score, decisions.argmax, targets, self.oos_index)
-        self.log_dict({f"test/oos_{key}": value for key, value in figures.items()})
-        if not self.trainer.is_global_zero:
-            return
-        from trident_nlp.report import NO_MATPLOTLIB, log_curve_to_wandb, plot_tradeoff
-
-        curve = tradeoff_curve(decisions.score, decisions.argmax, targets, self.oos_index)
-        point = oos_metrics(decisions.index, targets, self.oos_index)
-        image = plot_tradeoff(curve, point, folder / "oos_curve.png", f"{self.score}, {self.operating_point}")
-        if image is None:
-            rank_zero_info(NO_MATPLOTLIB.format("oos_curve.png"))
-        for logger in self.trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                log_curve_to_wandb(logger, curve)
+            log_test_report(self, decisions, targets.numpy(), folder)
 
     # -- optimisation ---------------------------------------------------------------------------------
     def compile_targets(self) -> list[nn.Module]:
@@ -364,28 +335,10 @@ class IntentModule(TaskModule):
         return [self.net.encoder]
 
     def param_groups(self) -> list[dict[str, Any]]:
-        """Head vs encoder learning rates, layer-wise decay inside the encoder, no decay on bias/LayerNorm."""
+        """See :func:`trident_nlp.optim.param_groups`; ``encoder_lr=None`` is 5e-5 for a pretrained encoder."""
         pretrained = self.net.backbone != SCRATCH
         encoder_lr = self.encoder_lr if self.encoder_lr is not None else (5e-5 if pretrained else None)
-        depth_of = _layer_depths(self.net.encoder)
-        top = max(depth_of.values(), default=0)
-        groups: dict[tuple[Any, bool], dict[str, Any]] = {}
-        for name, param in self.net.named_parameters():
-            if not param.requires_grad:
-                continue
-            if name.startswith("encoder."):
-                depth = depth_of.get(name.removeprefix("encoder."), top)
-                lr = None if encoder_lr is None else encoder_lr * self.layer_decay ** (top - depth)
-            else:
-                lr = self.head_lr
-            no_decay = any(key in name for key in _NO_DECAY)
-            group = groups.setdefault((lr, no_decay), {"params": []})
-            group["params"].append(param)
-            if lr is not None:
-                group["lr"] = lr
-            if no_decay:
-                group["weight_decay"] = 0.0
-        return list(groups.values())
+        return optim.param_groups(self.net, encoder_lr, self.head_lr, self.layer_decay)
 
     # -- checkpoint and export ------------------------------------------------------------------------
     def checkpoint_extras(self) -> dict[str, Any]:
@@ -402,14 +355,3 @@ class IntentModule(TaskModule):
         self.check_operating_point()
         return export_spec(self)
 
-
-def _layer_depths(encoder: torch.nn.Module) -> dict[str, int]:
-    """Depth of every encoder parameter: embeddings 0, transformer layer ``i`` at ``i + 1``."""
-    depths = {}
-    for name, _ in encoder.named_parameters():
-        parts = name.split(".")
-        if "embeddings" in parts:
-            depths[name] = 0
-        elif "layer" in parts and parts[parts.index("layer") + 1].isdigit():
-            depths[name] = int(parts[parts.index("layer") + 1]) + 1
-    return depths
