@@ -1,16 +1,26 @@
-"""Timing helpers: interleaved arms with warm-up and medians, per-arm peak RSS, result rows."""
+"""Timing helpers: per-arm records, interleaved repetitions, per-arm peak RSS, result rows and their verdicts.
+
+Every row holds its ``arms`` (what each side ran: precision, trainable parameters, batch, threads, data, the value
+of every repetition, its median, min and max, and its peak RSS), the number of ``repetitions``, the ``spread``
+(min and max of the per-repetition ratio) and a ``verdict``: ``met`` / ``missed`` only where the whole range of the
+quantity the target is on lies on one side of it, ``within noise`` otherwise, ``report`` where there is no target.
+:func:`check_row` states these rules; the smoke test applies it to every row of every group.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+VERDICTS = ("met", "missed", "within noise", "report")
+ARM_KEYS = ("name", "precision", "trainable_params", "batch", "threads", "data", "values", "median", "min", "max",
+            "peak_rss_mb")
 
 
 @dataclass
@@ -26,11 +36,40 @@ class Settings:
 
 
 @dataclass
-class Row:
-    """One line of the table: what was compared, both numbers, the ratio and whether the target is met.
+class Arm:
+    """One side of a comparison: what it ran and the value of each repetition (in the row's unit)."""
 
-    ``ratio`` is always "how much better Trident is" for speed rows (baseline time / Trident time), except
-    where ``ratio_def`` says otherwise (P1: Trident step time / plain loop step time).
+    name: str
+    precision: str
+    values: list[float]
+    data: str
+    batch: int | None = None
+    threads: int | None = None
+    trainable_params: int | None = None
+    peak_rss_mb: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        values = [round(v, 6) for v in self.values]
+        return {"name": self.name, "precision": self.precision, "trainable_params": self.trainable_params,
+                "batch": self.batch, "threads": self.threads if self.threads is not None else _torch_threads(),
+                "data": self.data, "values": values, "median": statistics.median(values) if values else None,
+                "min": min(values, default=None), "max": max(values, default=None),
+                "peak_rss_mb": None if self.peak_rss_mb is None else round(self.peak_rss_mb, 1)}
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+@dataclass
+class Row:
+    """One line of the table: the arms compared, the median ratio and its range, the target and the verdict.
+
+    ``ratio`` is the median of the per-repetition ratios (``ratio_def`` says which way round); ``baseline`` and
+    ``trident`` are the arms' medians. ``target_op``/``target_value`` apply to ``target_on``: the ratio, or the
+    Trident arm's own value (an absolute target such as an RTF or a wall time).
     """
 
     id: str
@@ -44,6 +83,13 @@ class Row:
     target: str
     met: bool | None
     command: str
+    arms: list[dict[str, Any]]
+    repetitions: int
+    spread: list[float] | None
+    verdict: str
+    target_op: str | None = None
+    target_value: float | None = None
+    target_on: str = "ratio"
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -51,29 +97,139 @@ class Row:
         return asdict(self)
 
 
-def reset_peak_rss() -> None:
-    """Reset the kernel's peak-RSS mark of this process (Linux >= 4.0), so the next arm gets its own peak."""
-    gc.collect()
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
+def verdict(low: float, high: float, op: str | None, value: float | None) -> str:
+    """``met``/``missed`` when the whole range ``[low, high]`` is on one side of the target, else ``within noise``."""
+    if op is None or value is None:
+        return "report"
+    if op not in (">=", "<="):
+        raise ValueError(f"target operator {op!r} is not '>=' or '<='")
+    if (low >= value) if op == ">=" else (high <= value):
+        return "met"
+    if (high < value) if op == ">=" else (low > value):
+        return "missed"
+    return "within noise"
 
 
-def peak_rss_mb() -> float | None:
-    """Peak resident memory of this process since the last :func:`reset_peak_rss`, in MiB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
+MET = {"met": True, "missed": False, "within noise": None, "report": None}
+
+
+def make_row(row_id: str, compare: str, base: Arm, tri: Arm, unit: str, command: str, *,
+             ratio: str = "baseline / trident", target: tuple[str, float] | None = None, target_on: str = "ratio",
+             target_text: str | None = None, notes: str = "", extra: dict[str, Any] | None = None,
+             more_arms: tuple[Arm, ...] = ()) -> Row:
+    """A row from two arms whose values are paired by repetition (A, B interleaved, or the same seed).
+
+    ``ratio`` is ``"baseline / trident"`` (times: higher is faster) or ``"trident / baseline"`` (throughputs, or
+    P1's step-time ratio where lower is better)."""
+    if len(base.values) != len(tri.values) or not base.values:
+        raise ValueError(f"{row_id} {compare}: arms need the same number (>= 1) of repetitions, got "
+                         f"{len(base.values)} and {len(tri.values)}")
+    pairs = zip(base.values, tri.values, strict=True)
+    ratios = [b / t if ratio == "baseline / trident" else t / b for b, t in pairs]
+    spread = [round(min(ratios), 4), round(max(ratios), 4)]
+    op, value = target if target else (None, None)
+    on = spread if target_on == "ratio" else [min(tri.values), max(tri.values)]
+    result = verdict(on[0], on[1], op, value)
+    faster = "higher is faster" if ratio == "baseline / trident" else "see the row"
+    return Row(id=row_id, compare=compare, baseline_name=base.name, baseline=round(statistics.median(base.values), 6),
+               trident=round(statistics.median(tri.values), 6), unit=unit,
+               ratio=round(statistics.median(ratios), 4), ratio_def=f"{ratio} ({faster})",
+               target=target_text or (f"{'ratio' if target_on == 'ratio' else unit} {op} {value}" if target else
+                                      "report"),
+               met=MET[result], command=command, arms=[a.as_dict() for a in (base, tri, *more_arms)],
+               repetitions=len(ratios), spread=spread, verdict=result, target_op=op, target_value=value,
+               target_on=target_on, notes=notes, extra={**(extra or {}), "ratios": [round(r, 4) for r in ratios]})
+
+
+def skipped_row(row_id: str, compare: str, command: str, reason: str) -> Row:
+    """A row that did not run here (e.g. GPU-only): no arms, verdict ``report``, the reason in the notes."""
+    return Row(id=row_id, compare=compare, baseline_name="", baseline=None, trident=None, unit="", ratio=None,
+               ratio_def="", target="report", met=None, command=command, arms=[], repetitions=0, spread=None,
+               verdict="report", notes=f"skipped: {reason}")
+
+
+def check_row(row: dict[str, Any]) -> list[str]:
+    """What is wrong with one row of the JSON (empty when it follows the rules in this module's docstring)."""
+    name = f"{row.get('id')} {row.get('compare')!r}"
+    missing = [k for k in ("arms", "repetitions", "spread", "verdict", "met", "target_op", "target_value",
+                           "target_on") if k not in row]
+    if missing:
+        return [f"{name}: missing {missing}"]
+    if row["verdict"] not in VERDICTS:
+        return [f"{name}: verdict {row['verdict']!r} not in {VERDICTS}"]
+    if row["met"] is not MET[row["verdict"]]:
+        return [f"{name}: met {row['met']} disagrees with verdict {row['verdict']!r}"]
+    if not row["arms"]:
+        ok = row["verdict"] == "report" and str(row.get("notes", "")).startswith("skipped")
+        return [] if ok else [f"{name}: no arms (only a 'skipped: ...' report row may have none)"]
+    problems = []
+    if len(row["arms"]) < 2:
+        problems.append(f"{name}: fewer than two arms")
+    for arm in row["arms"]:
+        lacking = [k for k in ARM_KEYS if k not in arm]
+        if lacking:
+            problems.append(f"{name}: arm {arm.get('name')!r} lacks {lacking}")
+            continue
+        if not arm["precision"] or len(arm["values"]) != row["repetitions"]:
+            problems.append(f"{name}: arm {arm['name']!r} has no precision or {len(arm['values'])} values for "
+                            f"{row['repetitions']} repetitions")
+        elif arm["values"] and not arm["min"] <= arm["median"] <= arm["max"]:
+            problems.append(f"{name}: arm {arm['name']!r} median outside [min, max]")
+    spread = row["spread"]
+    if not spread or len(spread) != 2 or row["ratio"] is None or not (
+            spread[0] - 1e-6 <= row["ratio"] <= spread[1] + 1e-6):
+        problems.append(f"{name}: spread {spread} does not hold the ratio {row['ratio']}")
+        return problems
+    tri = row["arms"][1]
+    on = spread if row["target_on"] == "ratio" else [tri["min"], tri["max"]]
+    want = verdict(on[0], on[1], row["target_op"], row["target_value"])
+    if row["verdict"] != want:
+        problems.append(f"{name}: verdict {row['verdict']!r} but the range {on} against "
+                        f"{row['target_op']} {row['target_value']} gives {want!r}")
+    return problems
+
+
+def current_rss_mb() -> float:
+    """Resident memory of this process now, in MiB (Linux ``/proc/self/statm``)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class PeakRss:
+    """Peak resident memory of this process while the ``with`` block runs, sampled every ``interval`` seconds.
+
+    Unlike the kernel's VmHWM (which ``/proc/self/clear_refs`` does not reset), this starts from the memory held at
+    entry, so each arm gets its own peak; memory held by the process before the block (the other arm's model) is
+    in it too, so compare arms run in the same process by their difference. Spikes shorter than ``interval`` can
+    be missed."""
+
+    def __init__(self, interval: float = 0.002) -> None:
+        self.interval = interval
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, current_rss_mb())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> PeakRss:
+        self.peak = current_rss_mb()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, current_rss_mb())
 
 
 def interleave(arms: dict[str, Callable[[], Any]], reps: int, warmup: int = 1) -> dict[str, dict[str, Any]]:
     """Time each arm ``reps`` times in the order A, B, A, B, ... after ``warmup`` untimed rounds.
 
-    Returns per arm: ``median`` and ``times`` in seconds and ``rss_mb`` (largest peak RSS of one call).
-    """
+    Returns per arm: ``times`` (seconds, one per repetition, in order), their ``median``, ``min`` and ``max``, and
+    ``rss_mb`` (the largest :class:`PeakRss` of one call)."""
     for _ in range(warmup):
         for fn in arms.values():
             fn()
@@ -81,19 +237,22 @@ def interleave(arms: dict[str, Callable[[], Any]], reps: int, warmup: int = 1) -
     rss: dict[str, float] = {name: 0.0 for name in arms}
     for _ in range(reps):
         for name, fn in arms.items():
-            reset_peak_rss()
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-            rss[name] = max(rss[name], peak_rss_mb() or 0.0)
-    return {
-        name: {"median": statistics.median(ts), "times": ts, "rss_mb": round(rss[name], 1)}
-        for name, ts in times.items()
-    }
+            with PeakRss() as peak:
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+            rss[name] = max(rss[name], peak.peak)
+    return {name: {"median": statistics.median(ts), "min": min(ts), "max": max(ts), "times": ts,
+                   "rss_mb": round(rss[name], 1)} for name, ts in times.items()}
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values)
+def timed_arm(timed: dict[str, dict[str, Any]], key: str, name: str, scale: float = 1.0, **what: Any) -> Arm:
+    """An :class:`Arm` from one entry of :func:`interleave`'s result, values scaled to the row's unit."""
+    return Arm(name=name, values=[t * scale for t in timed[key]["times"]], peak_rss_mb=timed[key]["rss_mb"], **what)
+
+
+def trainable(module: Any) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
 def load_average() -> float | None:
@@ -101,20 +260,6 @@ def load_average() -> float | None:
         return os.getloadavg()[0]
     except OSError:
         return None
-
-
-def speedup_row(row_id: str, compare: str, baseline_name: str, baseline_s: float, trident_s: float, unit: str,
-                target: float | None, command: str, notes: str = "", scale: float = 1.0,
-                extra: dict[str, Any] | None = None) -> Row:
-    """A row where smaller is better on both sides and the ratio is baseline / Trident."""
-    ratio = baseline_s / trident_s if trident_s > 0 else None
-    return Row(
-        id=row_id, compare=compare, baseline_name=baseline_name, baseline=round(baseline_s * scale, 4),
-        trident=round(trident_s * scale, 4), unit=unit, ratio=None if ratio is None else round(ratio, 3),
-        ratio_def="baseline / trident (higher is faster)", target=f">= {target}x" if target else "report",
-        met=None if target is None or ratio is None else ratio >= target, command=command, notes=notes,
-        extra=extra or {},
-    )
 
 
 def core_default_callbacks() -> str:
