@@ -246,6 +246,62 @@ def interleave(arms: dict[str, Callable[[], Any]], reps: int, warmup: int = 1) -
                    "rss_mb": round(rss[name], 1)} for name, ts in times.items()}
 
 
+def _arm_worker(conn: Any, factory: str, kwargs: dict[str, Any], threads: int) -> None:
+    """One arm in its own process: build it once, then time ``fn()`` on every "run" until "stop"."""
+    import importlib
+    import sys
+
+    module, _, name = factory.partition(":")
+    fn = getattr(importlib.import_module(module), name)(**kwargs)
+    if "torch" in sys.modules:  # an arm that does not use torch does not pay for importing it
+        sys.modules["torch"].set_num_threads(threads)
+    while conn.recv() == "run":
+        start = time.perf_counter()
+        fn()
+        conn.send(time.perf_counter() - start)
+    # VmHWM of this process's own memory map (ru_maxrss would carry the forking parent's peak across exec)
+    hwm = [line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:")]
+    conn.send(int(hwm[0].split()[1]) / 1024)
+
+
+def isolated_interleave(arms: dict[str, tuple[str, dict[str, Any]]], reps: int, warmup: int = 1,
+                        threads: int | None = None) -> dict[str, dict[str, Any]]:
+    """:func:`interleave` with every arm in its own spawned process, so each arm's peak RSS is its own.
+
+    ``arms`` maps a name to ``("module:factory", kwargs)``; the factory runs once in the arm's process (its set-up,
+    not timed) and returns the callable to time. The arms run one at a time, A, B, A, B, ...; ``rss_mb`` is the
+    peak RSS of the arm's process over its whole life (interpreter, imports, set-up and every call)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    threads = threads or _torch_threads()
+    procs, conns = {}, {}
+    try:
+        for name, (factory, kwargs) in arms.items():
+            parent, child = ctx.Pipe()
+            procs[name] = ctx.Process(target=_arm_worker, args=(child, factory, kwargs, threads), daemon=True)
+            procs[name].start()
+            conns[name] = parent
+        times: dict[str, list[float]] = {name: [] for name in arms}
+        for rep in range(warmup + reps):
+            for name, conn in conns.items():
+                conn.send("run")
+                elapsed = conn.recv()
+                if rep >= warmup:
+                    times[name].append(elapsed)
+        rss = {}
+        for name, conn in conns.items():
+            conn.send("stop")
+            rss[name] = conn.recv()
+    finally:
+        for proc in procs.values():
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+    return {name: {"median": statistics.median(ts), "min": min(ts), "max": max(ts), "times": ts,
+                   "rss_mb": round(rss[name], 1)} for name, ts in times.items()}
+
+
 def timed_arm(timed: dict[str, dict[str, Any]], key: str, name: str, scale: float = 1.0, **what: Any) -> Arm:
     """An :class:`Arm` from one entry of :func:`interleave`'s result, values scaled to the row's unit."""
     return Arm(name=name, values=[t * scale for t in timed[key]["times"]], peak_rss_mb=timed[key]["rss_mb"], **what)

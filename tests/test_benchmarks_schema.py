@@ -23,7 +23,8 @@ def test_verdict_needs_the_whole_range_on_one_side(low: float, high: float, op: 
 
 
 def _row(base: list[float], tri: list[float], target: tuple[str, float] | None = (">=", 2.0)) -> dict:
-    return make_row("PX", "x", Arm("b", "fp32", base, "d", batch=1), Arm("t", "fp32", tri, "d", batch=1), "s", "cmd",
+    return make_row("PX", "x", Arm("b", "fp32", base, "d", batch=1, threads=1),
+                    Arm("t", "fp32", tri, "d", batch=1, threads=1), "s", "cmd",
                     target=target).as_dict()
 
 
@@ -69,3 +70,25 @@ def test_peak_rss_is_per_arm() -> None:
     with PeakRss() as peak:
         small()
     assert peak.peak < timed["big"]["rss_mb"] - 200
+
+
+_KEPT: list[np.ndarray] = []
+
+
+def hold(mib: int) -> object:
+    """An arm factory (benchmarks.common.isolated_interleave) that keeps ``mib`` MiB alive, as a loaded model does."""
+    _KEPT.append(np.ones(mib * 2**20 // 8))
+    return lambda: float(_KEPT[-1][:10].sum())
+
+
+def test_isolated_arms_report_their_own_peak_rss() -> None:
+    """Each arm in its own process: an arm holding 300 MiB peaks >= 250 MiB above one holding 1 MiB. In one process
+    (the control) the small arm, timed after the big one was built, reports the big one's memory too."""
+    from benchmarks.common import isolated_interleave
+
+    me = "tests.test_benchmarks_schema:hold"
+    timed = isolated_interleave({"big": (me, {"mib": 300}), "small": (me, {"mib": 1})}, reps=3, threads=1)
+    assert timed["big"]["rss_mb"] - timed["small"]["rss_mb"] > 250, timed
+    assert len(timed["big"]["times"]) == 3
+    shared = interleave({"big": hold(300), "small": hold(1)}, reps=2, warmup=0)
+    assert abs(shared["big"]["rss_mb"] - shared["small"]["rss_mb"]) < 50, shared
