@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-import resource
+import os
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.common import Row, Settings, interleave
+from benchmarks.common import Arm, Row, Settings, interleave, make_row
 
 COMMAND = "uv run python -m benchmarks --only P6"
 
 
-def _runner(argv: list[str], cpu: dict[str, list[float]], name: str):
+def _runner(argv: list[str], cpu: dict[str, list[float]], name: str, rss: dict[str, float]):
     def run() -> None:
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu.setdefault(name, []).append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            raise subprocess.CalledProcessError(proc.returncode, argv)
+        cpu.setdefault(name, []).append(usage.ru_utime + usage.ru_stime)
+        rss[name] = max(rss.get(name, 0.0), usage.ru_maxrss / 1024)  # this child's own peak (KiB on Linux)
 
     return run
 
@@ -26,28 +29,28 @@ def _runner(argv: list[str], cpu: dict[str, list[float]], name: str):
 def run(settings: Settings) -> list[Row]:
     bindir = Path(sys.executable).parent
     cpu: dict[str, list[float]] = {}
-    arms = {"import lightning": _runner([sys.executable, "-c", "import lightning"], cpu, "import lightning")}
+    rss: dict[str, float] = {}
+    arms = {"import lightning": _runner([sys.executable, "-c", "import lightning"], cpu, "import lightning", rss)}
     names = ["trident", "trident-nlp", "trident-vision", "trident-audio"]
     if settings.quick:
         names = ["trident-nlp"]
     for name in names:
-        arms[f"{name} --help"] = _runner([str(bindir / name), "--help"], cpu, f"{name} --help")
-    timed = interleave(arms, reps=settings.pick(1, 3), warmup=1)
-    base = timed["import lightning"]["median"]
+        arms[f"{name} --help"] = _runner([str(bindir / name), "--help"], cpu, f"{name} --help", rss)
+    reps = settings.pick(3, 5)
+    timed = interleave(arms, reps=reps, warmup=1)
     cpu_median = {k: round(statistics.median(v), 3) for k, v in cpu.items()}
     rows = []
+    what = {"precision": "-", "batch": None, "threads": None, "data": "a fresh process each repetition"}
+    base_arm = Arm('python -c "import lightning"', values=timed["import lightning"]["times"],
+                   peak_rss_mb=rss["import lightning"], **what)
     for name in names:
-        t = timed[f"{name} --help"]["median"]
-        rows.append(
-            Row(
-                id="P6", compare=f"`{name} --help` wall time", baseline_name='python -c "import lightning"',
-                baseline=round(base, 3), trident=round(t, 3), unit="s", ratio=round(base / t, 3),
-                ratio_def="baseline / trident (higher is faster)", target="<= 2 s", met=t <= 2.0, command=COMMAND,
-                notes=f"fresh subprocess each time, interleaved, median wall time; CPU time (user+sys) "
-                f"{cpu_median[name + ' --help']} s vs {cpu_median['import lightning']} s for the baseline",
-                extra={"cpu_s": cpu_median[name + " --help"], "baseline_cpu_s": cpu_median["import lightning"],
-                       "times_s": timed[f"{name} --help"]["times"],
-                       "baseline_times_s": timed["import lightning"]["times"]},
-            )
-        )
+        key = f"{name} --help"
+        rows.append(make_row(
+            "P6", f"`{name} --help` wall time", base_arm,
+            Arm(f"`{key}`", values=timed[key]["times"], peak_rss_mb=rss[key], **what), "s", COMMAND,
+            target=("<=", 2.0), target_on="trident", target_text="Trident <= 2 s",
+            notes=f"{reps} interleaved reps after 1 warm-up, median wall time; CPU time (user+sys) {cpu_median[key]} s "
+            f"vs {cpu_median['import lightning']} s for the baseline; peak RSS of each child process (wait4)",
+            extra={"cpu_s": cpu_median[key], "baseline_cpu_s": cpu_median["import lightning"]},
+        ))
     return rows

@@ -69,7 +69,8 @@ class Row:
 
     ``ratio`` is the median of the per-repetition ratios (``ratio_def`` says which way round); ``baseline`` and
     ``trident`` are the arms' medians. ``target_op``/``target_value`` apply to ``target_on``: the ratio, or the
-    Trident arm's own value (an absolute target such as an RTF or a wall time).
+    Trident arm's own value (an absolute target such as an RTF or a wall time), or ``difference``: Trident minus
+    baseline per repetition (P1's own share in ms/step).
     """
 
     id: str
@@ -128,7 +129,7 @@ def make_row(row_id: str, compare: str, base: Arm, tri: Arm, unit: str, command:
     ratios = [b / t if ratio == "baseline / trident" else t / b for b, t in pairs]
     spread = [round(min(ratios), 4), round(max(ratios), 4)]
     op, value = target if target else (None, None)
-    on = spread if target_on == "ratio" else [min(tri.values), max(tri.values)]
+    on = _target_range(spread, base.values, tri.values, target_on)
     result = verdict(on[0], on[1], op, value)
     faster = "higher is faster" if ratio == "baseline / trident" else "see the row"
     return Row(id=row_id, compare=compare, baseline_name=base.name, baseline=round(statistics.median(base.values), 6),
@@ -139,6 +140,18 @@ def make_row(row_id: str, compare: str, base: Arm, tri: Arm, unit: str, command:
                met=MET[result], command=command, arms=[a.as_dict() for a in (base, tri, *more_arms)],
                repetitions=len(ratios), spread=spread, verdict=result, target_op=op, target_value=value,
                target_on=target_on, notes=notes, extra={**(extra or {}), "ratios": [round(r, 4) for r in ratios]})
+
+
+def _target_range(spread: list[float], base: list[float], tri: list[float], on: str) -> list[float]:
+    """The range a target is judged on: the ratio's, the Trident arm's values, or trident - baseline per rep."""
+    if on == "ratio":
+        return spread
+    if on == "trident":
+        return [min(tri), max(tri)]
+    if on == "difference":
+        diffs = [t - b for b, t in zip(base, tri, strict=True)]
+        return [min(diffs), max(diffs)]
+    raise ValueError(f"target_on {on!r} is not 'ratio', 'trident' or 'difference'")
 
 
 def skipped_row(row_id: str, compare: str, command: str, reason: str) -> Row:
@@ -180,8 +193,7 @@ def check_row(row: dict[str, Any]) -> list[str]:
             spread[0] - 1e-6 <= row["ratio"] <= spread[1] + 1e-6):
         problems.append(f"{name}: spread {spread} does not hold the ratio {row['ratio']}")
         return problems
-    tri = row["arms"][1]
-    on = spread if row["target_on"] == "ratio" else [tri["min"], tri["max"]]
+    on = _target_range(spread, row["arms"][0]["values"], row["arms"][1]["values"], row["target_on"])
     want = verdict(on[0], on[1], row["target_op"], row["target_value"])
     if row["verdict"] != want:
         problems.append(f"{name}: verdict {row['verdict']!r} but the range {on} against "

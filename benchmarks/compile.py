@@ -9,12 +9,11 @@ the median time of the steady steps after the first ``warmup`` ones (recompilati
 from __future__ import annotations
 
 import os
-import statistics
 import time
 
 from lightning.pytorch import Callback
 
-from benchmarks.common import Row, Settings
+from benchmarks.common import Arm, Row, Settings, make_row
 
 COMMAND = "uv run python -m benchmarks --only P9"
 DOMAINS = ("nlp", "audio", "vision")
@@ -44,7 +43,7 @@ def run(settings: Settings, domains: tuple[str, ...] = DOMAINS) -> list[Row]:
     rows = []
     chosen = os.environ.get("TRIDENT_P9_DOMAINS")
     for domain in settings.pick(("nlp",), tuple(chosen.split(",")) if chosen else domains):
-        measured = {}
+        measured, params, precision = {}, {}, {}
         for compiled in (False, True):
             torch._dynamo.reset()
             folder = settings.workdir / f"compile-{domain}"
@@ -57,17 +56,18 @@ def run(settings: Settings, domains: tuple[str, ...] = DOMAINS) -> list[Row]:
                     "--model.compile", "true" if compiled else "false"]
             cli = run_domain(installed_domains()[domain], args, exit_on_error=False)
             measured[compiled] = next(cb for cb in cli.trainer.callbacks if isinstance(cb, StepTimes)).times
+            precision[compiled] = str(cli.trainer.precision)
+            params[compiled] = sum(p.numel() for p in cli.model.parameters() if p.requires_grad)
         eager, compiled = measured[False], measured[True]
-        steady_eager = statistics.median(eager[warmup:])
-        steady_compiled = statistics.median(compiled[warmup:])
-        rows.append(Row(
-            id="P9", compare=f"{domain} debug fit step, --model.compile true vs eager (CPU)",
-            baseline_name="eager", baseline=round(steady_eager * 1e3, 2), trident=round(steady_compiled * 1e3, 2),
-            unit="ms/step", ratio=round(steady_eager / steady_compiled, 3),
-            ratio_def="eager / compiled steady step time (higher: compile is faster)", target="report", met=None,
-            command=COMMAND,
-            notes=f"first step (compilation) {compiled[0]:.1f} s compiled vs {eager[0]:.2f} s eager; median of steps "
-            f"{warmup + 1}..{steps}",
-            extra={"eager_s": [round(t, 4) for t in eager], "compiled_s": [round(t, 4) for t in compiled]},
+        what = {"precision": precision[False], "threads": torch.get_num_threads(),
+                "data": f"{domain} debug config data", "trainable_params": params[False]}
+        rows.append(make_row(
+            "P9", f"{domain} debug fit step, --model.compile true vs eager (CPU)",
+            Arm("eager", values=[t * 1e3 for t in eager[warmup:]], **what),
+            Arm("--model.compile true", values=[t * 1e3 for t in compiled[warmup:]], **what), "ms/step", COMMAND,
+            notes=f"first step (compilation) {compiled[0]:.1f} s compiled vs {eager[0]:.2f} s eager; steps "
+            f"{warmup + 1}..{steps} of one run per arm paired by step (a repetition = one step); both arms in one "
+            "process",
+            extra={"compile_s": round(compiled[0], 2), "eager_first_s": round(eager[0], 3)},
         ))
     return rows

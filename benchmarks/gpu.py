@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import Row, Settings
+from benchmarks.common import Arm, Row, Settings, make_row, skipped_row
 
 COMMAND = "uv run python -m benchmarks.gpu"
 
@@ -121,10 +121,8 @@ def measure(quick: bool = False) -> dict[str, Any]:
 
 def run_rows(settings: Settings) -> list[Row]:
     if not torch.cuda.is_available():
-        return [Row(id="P7", compare="GPU: bf16 vs fp32, torch.compile vs eager, MFU, UNet 3D images/s",
-                    baseline_name="fp32 / eager", baseline=None, trident=None, unit="", ratio=None, ratio_def="",
-                    target="record with the card's name", met=None, command=COMMAND,
-                    notes="skipped: no CUDA device on this machine; run `uv run python -m benchmarks.gpu` on one")]
+        return [skipped_row("P7", "GPU: bf16 vs fp32, torch.compile vs eager, MFU, UNet 3D images/s", COMMAND,
+                            "no CUDA device on this machine; run `uv run python -m benchmarks.gpu` on one")]
     result = measure(settings.quick)
     rows = []
     device = result["device"]
@@ -137,11 +135,14 @@ def run_rows(settings: Settings) -> list[Row]:
         for arm in [k for k in data if isinstance(data[k], dict) and k != "fp32_eager"]:
             value = data[arm][unit_key]
             mfu = data[arm].get("mfu")
-            rows.append(Row(
-                id="P7", compare=f"{section} {arm} on {device}", baseline_name="fp32 eager", baseline=round(base, 2),
-                trident=round(value, 2), unit=unit, ratio=round(value / base, 3), ratio_def="arm / fp32 eager",
-                target="record", met=None, command=COMMAND,
-                notes=(f"MFU {mfu:.1%}; " if mfu else "")
+            what = {"data": f"{section} synthetic batches", "threads": settings.threads}
+            rows.append(make_row(
+                "P7", f"{section} {arm} on {device}",
+                Arm("fp32 eager", "fp32", [base], peak_rss_mb=None, **what),
+                Arm(arm, "bf16" if "bf16" in arm else "fp32", [value], **what), unit, COMMAND,
+                ratio="trident / baseline",
+                notes="one median over the timed steps per arm (GPU memory: max_memory_allocated); "
+                + (f"MFU {mfu:.1%}; " if mfu else "")
                 + f"max_memory_allocated {data[arm]['max_memory_allocated_mb']:.0f} MiB vs "
                 f"{data['fp32_eager']['max_memory_allocated_mb']:.0f} MiB (fp32 eager)",
                 extra=data[arm]))

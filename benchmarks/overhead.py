@@ -1,14 +1,20 @@
-"""P1: a ``TaskModule`` through the Trident CLI and Trainer vs a hand-written PyTorch loop.
+"""P1: a ``TaskModule`` through the Trident CLI and Trainer vs a hand-written PyTorch loop, as users run it.
 
-Both arms train the same initial weights on the same batches in the same order with the same optimizer and
-schedule; the step time is the median interval between consecutive batch starts (data loading, forward,
-backward, optimizer, scheduler and, for Trident, every callback and log call), after a warm-up.
+Three arms per round, rounds interleaved: the hand-written loop, Trident (the CLI's defaults: the W&B logger, offline
+in the run folder, checkpointing, progress bar, the core callbacks) and the bare Lightning Trainer (the same module,
+logger and Lightning's checkpointing, none of Trident's callbacks). All train the same initial weights on the same
+batches in the same order with the same optimizer and schedule. The step time is the mean over the whole run after
+``WARMUP_STEPS`` (first timed batch start to the end of training, so checkpoint saving and logging steps count):
+data loading, forward, backward, optimizer, scheduler and every callback and log call. The hand loop keeps every
+loss (``float(loss)``, one sync per step) and saves one checkpoint (model and optimizer state) at the end; it does
+not log to W&B. Trident's own share is Trident minus bare Lightning; Lightning's is bare Lightning minus the loop.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import os
 import statistics
 import time
 from pathlib import Path
@@ -20,7 +26,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchmarks.common import Row, Settings, peak_rss_mb, reset_peak_rss
+from benchmarks.common import Arm, PeakRss, Row, Settings, make_row, trainable
 from trident_core.data import TridentDataModule
 from trident_core.domain import DomainSpec
 from trident_core.module import TaskModule
@@ -129,7 +135,8 @@ def _run_cli(spec: DomainSpec, args: list[str], before_fit: Any) -> Any:
 
 
 def _plain_loop(
-    module: TaskModule, loader: DataLoader[Any], steps: int, step_fn: Any, clip: float | None = None
+    module: TaskModule, loader: DataLoader[Any], steps: int, step_fn: Any, clip: float | None = None,
+    checkpoint: Path | None = None,
 ) -> tuple[list[float], list[float]]:
     """What a user writes by hand: the same optimizer, schedule, loss and gradient clipping, no framework."""
     # the optimizer of both configs here (TaskModule's default and nlp's default.yaml): fused AdamW
@@ -153,82 +160,93 @@ def _plain_loop(
             done += 1
             if done == steps:
                 break
+    if checkpoint is not None:
+        torch.save({"model": module.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "step": done}, checkpoint)
     starts.append(time.perf_counter())
     return starts, losses
 
 
-def _intervals(starts: list[float]) -> list[float]:
-    return [b - a for a, b in zip(starts[WARMUP_STEPS:], starts[WARMUP_STEPS + 1 :], strict=False)]
+def _mean_step(starts: list[float]) -> float:
+    """Mean step time from the first timed batch start to the end of training (the last entry)."""
+    return (starts[-1] - starts[WARMUP_STEPS]) / (len(starts) - 1 - WARMUP_STEPS)
 
 
 def _compare(name: str, spec: DomainSpec, args: list[str], steps: int, rounds: int, step_fn: Any,
-             loader_of: Any, root: Path, ablate: bool = False) -> Row:
-    ratios, trident_steps, plain_steps, loss_diffs, rss = [], [], [], [], {"trident": 0.0, "plain": 0.0}
-    first = {}
-    lightning_only: list[float] = []
-    clip: list[float | None] = [None]
+             loader_of: Any, root: Path) -> list[Row]:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    ms: dict[str, list[float]] = {"plain": [], "trident": [], "lightning": []}
+    rss = {k: 0.0 for k in ms}
+    loss_diffs, info = [], {}
     for _ in range(rounds):
         timer = StepTimer()
         plain: dict[str, list[float]] = {}
 
         def before_fit(cli: Any, timer: StepTimer = timer, plain: dict[str, list[float]] = plain) -> None:
             cli.trainer.callbacks.append(timer)
-            for layer in cli.model.modules():  # dropout off in both arms, so equal steps give equal losses
+            for layer in cli.model.modules():  # dropout off in all arms, so equal steps give equal losses
                 if isinstance(layer, nn.Dropout):
                     layer.p = 0.0
             baseline = copy.deepcopy(cli.model)
             cli.datamodule.prepare_data()
             cli.datamodule.setup("fit")
             torch.manual_seed(0)
-            reset_peak_rss()
-            plain["starts"], plain["losses"] = _plain_loop(baseline, loader_of(cli.datamodule), steps, step_fn,
-                                                           clip=cli.trainer.gradient_clip_val)
-            clip[0] = cli.trainer.gradient_clip_val
-            rss["plain"] = max(rss["plain"], peak_rss_mb() or 0)
+            with PeakRss() as peak:
+                plain["starts"], plain["losses"] = _plain_loop(
+                    baseline, loader_of(cli.datamodule), steps, step_fn, clip=cli.trainer.gradient_clip_val,
+                    checkpoint=root / f"plain{next(_RUNS)}.pt")
+            rss["plain"] = max(rss["plain"], peak.peak)
+            info.update(clip=cli.trainer.gradient_clip_val, precision=str(cli.trainer.precision),
+                        trainable=trainable(cli.model), batch=cli.datamodule.batch_size,
+                        callbacks=[type(cb).__name__ for cb in cli.trainer.callbacks],
+                        logger=type(cli.trainer.logger).__name__)
             torch.manual_seed(0)
-            reset_peak_rss()
 
-        run_dir = root / f"run{next(_RUNS)}"
-        _run_cli(spec, [*args, f"--trainer.max_steps={steps}", f"--trainer.default_root_dir={run_dir}"], before_fit)
-        rss["trident"] = max(rss["trident"], peak_rss_mb() or 0)
-        if ablate:  # the same module on a Lightning Trainer without Trident's callbacks: Lightning's own share
-            bare = StepTimer()
+        with PeakRss() as peak:
+            _run_cli(spec, [*args, f"--trainer.max_steps={steps}",
+                            f"--trainer.default_root_dir={root / f'run{next(_RUNS)}'}"], before_fit)
+        rss["trident"] = max(rss["trident"], peak.peak)
+        bare = StepTimer()
 
-            def drop_callbacks(cli: Any, bare: StepTimer = bare) -> None:
-                cli.trainer.callbacks = [bare]
+        def lightning_only(cli: Any, bare: StepTimer = bare) -> None:  # Lightning's own checkpointing stays
+            cli.trainer.callbacks = [bare, *(cb for cb in cli.trainer.callbacks if type(cb) is ModelCheckpoint)]
 
-            run_dir = root / f"run{next(_RUNS)}"
-            _run_cli(spec, [*args, f"--trainer.max_steps={steps}", f"--trainer.default_root_dir={run_dir}"],
-                     drop_callbacks)
-            lightning_only.append(statistics.median(_intervals(bare.starts)))
-        plain_starts, plain_losses = plain["starts"], plain["losses"]
-        t = statistics.median(_intervals(timer.starts))
-        p = statistics.median(_intervals(plain_starts))
-        trident_steps.append(t)
-        plain_steps.append(p)
-        ratios.append(t / p)
-        n = min(len(timer.losses), len(plain_losses))
-        loss_diffs.append(max(abs(a - b) for a, b in zip(timer.losses[:n], plain_losses[:n], strict=True)))
-        first = {"trident_losses": timer.losses[:10], "plain_losses": plain_losses[:10]}
-    ratio = statistics.median(ratios)
-    t, p = statistics.median(trident_steps), statistics.median(plain_steps)
-    return Row(
-        id="P1", compare=f"step time, {name}", baseline_name="hand-written PyTorch loop", baseline=round(p * 1e3, 3),
-        trident=round(t * 1e3, 3), unit="ms/step", ratio=round(ratio, 3),
-        ratio_def="trident / baseline step time (lower is better)", target="<= 1.02, equal losses",
-        met=ratio <= 1.02 and max(loss_diffs) < 1e-4, command=COMMAND,
-        notes=f"{steps} steps x {rounds} rounds, median step interval after {WARMUP_STEPS} warm-up steps, median of "
-        f"per-round ratios; 1 intra-op thread in both arms; dropout off in both; same loss, optimizer, schedule and "
-        f"gradient clipping ({clip[0]}) in both; largest per-step loss difference "
-        f"{max(loss_diffs):.2e}; "
-        + (f"Lightning Trainer alone (same module and self.log, no callbacks) "
-           f"{statistics.median(lightning_only) * 1e3:.2f} ms/step; " if lightning_only else "")
-        + f"peak RSS MiB plain {rss['plain']:.0f} / Trident {rss['trident']:.0f}",
-        extra={"ratios": ratios, "trident_ms": [x * 1e3 for x in trident_steps],
-               "plain_ms": [x * 1e3 for x in plain_steps],
-               "lightning_only_ms": [x * 1e3 for x in lightning_only], "max_loss_diff": loss_diffs, **first,
-               "rss_mb": rss},
-    )
+        with PeakRss() as peak:
+            _run_cli(spec, [*args, f"--trainer.max_steps={steps}",
+                            f"--trainer.default_root_dir={root / f'run{next(_RUNS)}'}"], lightning_only)
+        rss["lightning"] = max(rss["lightning"], peak.peak)
+        for key, starts in (("plain", plain["starts"]), ("trident", timer.starts), ("lightning", bare.starts)):
+            ms[key].append(_mean_step(starts) * 1e3)
+        n = min(len(timer.losses), len(plain["losses"]))
+        loss_diffs.append(max(abs(a - b) for a, b in zip(timer.losses[:n], plain["losses"][:n], strict=True)))
+    what = {"precision": info["precision"], "trainable_params": info["trainable"], "batch": info["batch"],
+            "threads": 1, "data": f"{steps} steps of the same batches"}
+    arms = {"plain": Arm("hand-written PyTorch loop (+ one checkpoint)", values=ms["plain"],
+                         peak_rss_mb=rss["plain"], **what),
+            "trident": Arm(f"Trident CLI defaults ({info['logger']} offline, callbacks {info['callbacks']})",
+                           values=ms["trident"], peak_rss_mb=rss["trident"], **what),
+            "lightning": Arm("bare Lightning Trainer (same module, logger, ModelCheckpoint)",
+                             values=ms["lightning"], peak_rss_mb=rss["lightning"], **what)}
+    shares = [t - b for t, b in zip(ms["trident"], ms["lightning"], strict=True)]
+    lightning_share = [b - p for b, p in zip(ms["lightning"], ms["plain"], strict=True)]
+    notes = (f"{steps} steps x {rounds} interleaved rounds, mean step after {WARMUP_STEPS} warm-up steps to the end "
+             f"of training (checkpoint saves and logging steps included); 1 intra-op thread; dropout off; same loss, "
+             f"optimizer, schedule and gradient clipping ({info['clip']}); largest per-step loss difference "
+             f"{max(loss_diffs):.2e}; Trident's own share (Trident - bare Lightning) "
+             f"{statistics.median(shares):.3f} ms/step (range {min(shares):.3f}..{max(shares):.3f}), Lightning's "
+             f"share (bare Lightning - loop) {statistics.median(lightning_share):.3f} ms/step; peak RSS sampled "
+             "per arm in one process")
+    extra = {"max_loss_diff": loss_diffs, "trident_share_ms": shares, "lightning_share_ms": lightning_share}
+    return [
+        make_row("P1", f"step time, {name}", arms["plain"], arms["trident"], "ms/step", COMMAND,
+                 ratio="trident / baseline", target=("<=", 1.03) if max(loss_diffs) < 1e-4 else ("<=", 0.0),
+                 target_text="ratio <= 1.03 (and equal losses)", notes=notes, extra=extra,
+                 more_arms=(arms["lightning"],)),
+        make_row("P1", f"Trident's own share of the step, {name}", arms["lightning"], arms["trident"], "ms/step",
+                 COMMAND, ratio="trident / baseline", target=("<=", 0.1), target_on="difference",
+                 target_text="Trident - bare Lightning <= 0.1 ms/step", notes=notes, extra=extra),
+    ]
 
 
 def _mlp_step(module: TaskModule, batch: Any) -> torch.Tensor:
@@ -248,23 +266,31 @@ def run(settings: Settings) -> list[Row]:
     # one intra-op thread in both arms: on the shared 2-core machine, 2-thread step times are dominated by
     # threads waiting for each other under the other users' load, which hides the framework's own overhead
     torch.set_num_threads(1)
+    saved = {k: os.environ.get(k) for k in ("WANDB_MODE", "WANDB_DIR", "WANDB_SILENT")}
+    os.environ.update(WANDB_MODE="offline", WANDB_DIR=str(settings.workdir / "P1"), WANDB_SILENT="true")
     try:
         return _run_both(settings, steps, rounds)
     finally:
         torch.set_num_threads(threads)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _run_both(settings: Settings, steps: int, rounds: int) -> list[Row]:
     root = settings.workdir / "P1"
-    common = ["--trainer.enable_progress_bar=false",
-              "--trainer.enable_model_summary=false"]
-    rows = [_compare("small MLP (256-512-512-10, batch 128)", MLP_DOMAIN, common, steps, rounds, _mlp_step,
-                     lambda dm: dm.train_dataloader(), root, ablate=True)]
+    # as users run it: the default W&B logger (offline, in the run folder), progress bar, model summary
+    common = ['--trainer.logger={"class_path": "trident_core.tracking.TridentWandbLogger", '
+              '"init_args": {"project": "trident-bench"}}']
+    rows = _compare("small MLP (256-512-512-10, batch 128)", MLP_DOMAIN, common, steps, rounds, _mlp_step,
+                    lambda dm: dm.train_dataloader(), root)
     from trident_nlp.cli import DOMAIN as NLP
 
     nlp_args = ["--config", "debug", *common, f"--data.data_dir={root}/nlp_data", "--trainer.limit_train_batches=1.0",
-                "--trainer.limit_val_batches=0", "--trainer.logger=false", "--trainer.max_epochs=-1",
+                "--trainer.limit_val_batches=0", "--trainer.max_epochs=-1",
                 "--trainer.log_every_n_steps=20"]  # the default recipe's logging interval (debug logs every step)
-    rows.append(_compare("NLP tiny model (debug config: 1-layer 32-wide BERT, batch 16)", NLP, nlp_args, steps,
-                         rounds, _nlp_step, lambda dm: dm.train_dataloader(), root, ablate=True))
+    rows += _compare("NLP tiny model (debug config: 1-layer 32-wide BERT, batch 16)", NLP, nlp_args, steps,
+                     rounds, _nlp_step, lambda dm: dm.train_dataloader(), root)
     return rows

@@ -16,21 +16,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import Row, Settings, interleave
+from benchmarks.common import Row, Settings, interleave, make_row, timed_arm
 
 COMMAND = "uv run python -m benchmarks --only Q8"
 
 
-def _row(compare: str, timed: dict, scale: float, unit: str, target: float | None, notes: str) -> Row:
-    eager, floating, int8 = (timed[k]["median"] * scale for k in ("eager", "float", "int8"))
-    ratio = eager / int8
-    return Row(
-        id="Q8", compare=compare, baseline_name="PyTorch eager", baseline=round(eager, 4), trident=round(int8, 4),
-        unit=unit, ratio=round(ratio, 3), ratio_def="eager / int8 artifact (higher is faster)",
-        target=f">= {target}x" if target else "report", met=None if target is None else ratio >= target,
-        command=COMMAND, notes=f"float artifact {floating:.4g} {unit} (int8 {floating / int8:.2f}x of it); {notes}",
-        extra={"timings": timed},
-    )
+def _row(compare: str, timed: dict, scale: float, unit: str, target: float | None, notes: str, what: dict) -> Row:
+    floating, int8 = (timed[k]["median"] * scale for k in ("float", "int8"))
+    return make_row("Q8", compare, timed_arm(timed, "eager", "PyTorch eager", scale, precision="fp32", **what),
+                    timed_arm(timed, "int8", "int8 artifact (onnxruntime)", scale, precision="int8", **what), unit,
+                    COMMAND, target=(">=", target) if target else None,
+                    notes=f"float artifact {floating:.4g} {unit} (int8 {floating / int8:.2f}x of it); {notes}; "
+                    "all arms in one process: each peak RSS holds the other arms' models too",
+                    more_arms=(timed_arm(timed, "float", "float artifact (onnxruntime)", scale, precision="fp32",
+                                         **what),))
 
 
 def _nlp(settings: Settings) -> Row:
@@ -66,13 +65,14 @@ def _nlp(settings: Settings) -> Row:
         return lambda: [runner.logits(b) for b in batches]
 
     arms: dict[str, Callable[[], Any]] = {"eager": eager, **{k: artifact(r) for k, r in runners.items()}}
-    timed = interleave(arms, reps=settings.pick(1, 3), warmup=1)
+    timed = interleave(arms, reps=3, warmup=1)
     return _row(f"NLP inference latency per batch, batch 32, int8 artifact ({dm.backbone})", timed, 1e3 / n_batches,
                 "ms/batch", 2.0,
                 f"agreement with the float artifact {report['agreement']:.4f} on {report['examples']} validation "
                 f"texts (contract >= 0.99); accuracy float {report['float_accuracy']:.3f} / int8 "
                 f"{report['int8_accuracy']:.3f} (untrained head); tokenization included; {n_batches} batches x "
-                f"{settings.pick(1, 3)} interleaved reps, median")
+                "3 interleaved reps, median", {"batch": 32, "threads": settings.threads,
+                                                 "data": f"{n_batches} batches of the intent test split"})
 
 
 def _speech_manifest(settings: Settings, count: int) -> str:
@@ -109,13 +109,13 @@ def _audio(settings: Settings) -> Row:
         return lambda: runner.transcribe([wave])
 
     arms: dict[str, Callable[[], Any]] = {"eager": eager, **{k: artifact(r) for k, r in runners.items()}}
-    timed = interleave(arms, reps=settings.pick(1, 5), warmup=1)
+    timed = interleave(arms, reps=settings.pick(3, 5), warmup=1)
     return _row(f"ASR real-time factor, {seconds} s clip, int8 artifact (P5 Conformer-CTC)", timed, 1 / seconds,
                 "RTF", None,
                 f"WER float {report['float_wer']:.1f} / int8 {report['int8_wer']:.1f} on {report['examples']} "
                 f"espeak clips: difference {report['difference']:+.2f} points (contract <= 0.5; untrained model, "
-                f"so both WERs are near 100); greedy decoding in all arms; {settings.pick(1, 5)} interleaved reps, "
-                "median")
+                f"so both WERs are near 100); greedy decoding in all arms; {settings.pick(3, 5)} interleaved reps, "
+                "median", {"batch": 1, "threads": settings.threads, "data": f"one {seconds} s clip of noise"})
 
 
 def run(settings: Settings) -> list[Row]:

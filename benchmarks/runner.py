@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Row, Settings, load_average
+from benchmarks.common import Row, Settings, check_row, load_average
 
 # id -> "module:function"; each function takes Settings and returns a list of Rows
 BENCHMARKS = {
@@ -70,8 +70,8 @@ def run_one(key: str, settings: Settings) -> list[Row]:
     except Exception as err:  # a broken arm must not lose the others' results
         traceback.print_exc()
         rows = [Row(id=key, compare="(failed)", baseline_name="", baseline=None, trident=None, unit="", ratio=None,
-                    ratio_def="", target="", met=None, command=f"uv run python -m benchmarks --only {key}",
-                    notes=f"error: {type(err).__name__}: {err}")]
+                    ratio_def="", target="", met=None, command=f"uv run python -m benchmarks --only {key}", arms=[],
+                    repetitions=0, spread=None, verdict="report", notes=f"error: {type(err).__name__}: {err}")]
     elapsed = time.perf_counter() - start
     for row in rows:
         row.extra.setdefault("load_average_1min", [load_before, load_average()])
@@ -79,7 +79,9 @@ def run_one(key: str, settings: Settings) -> list[Row]:
     print(f"[{key}] {elapsed:.1f}s", file=sys.stderr)
     for row in rows:
         print(f"  {row.id} {row.compare}: baseline {row.baseline} trident {row.trident} {row.unit} "
-              f"ratio {row.ratio} target {row.target} met {row.met} {row.notes}", file=sys.stderr)
+              f"ratio {row.ratio} {row.spread} target {row.target} {row.verdict} {row.notes}", file=sys.stderr)
+        for problem in check_row(row.as_dict()):
+            print(f"  SCHEMA: {problem}", file=sys.stderr)
     return rows
 
 
@@ -106,20 +108,26 @@ def markdown(result: dict[str, Any]) -> str:
         f"onnxruntime {env['onnxruntime']}){' in quick mode' if result['quick'] else ''}. "
         f"1-min load average during the last run: {result['load_average']}.",
         "",
-        "| id | compared | baseline | baseline | Trident | unit | ratio | target | met | command |",
+        "| id | compared | baseline | baseline | Trident | unit | ratio (median, range) | reps | target | verdict |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in result["rows"]:
-        met = {True: "yes", False: "**no**", None: "-"}[row["met"]]
+        verdict = row.get("verdict", "-")
+        spread = row.get("spread")
+        ratio = _fmt(row["ratio"]) + (f" ({_fmt(spread[0])}-{_fmt(spread[1])})" if spread else "")
         lines.append(
             f"| {row['id']} | {row['compare']} | {row['baseline_name']} | {_fmt(row['baseline'])} | "
-            f"{_fmt(row['trident'])} | {row['unit']} | {_fmt(row['ratio'])} | {row['target']} | {met} | "
-            f"`{row['command']}` |"
+            f"{_fmt(row['trident'])} | {row['unit']} | {ratio} | {row.get('repetitions', '-')} | {row['target']} | "
+            f"{'**missed**' if verdict == 'missed' else verdict} |"
         )
-    lines += ["", "Ratio: baseline / Trident (higher is faster) unless the row says otherwise.", "", "Notes:", ""]
+    lines += ["", "Ratio: the median of the per-repetition ratios, range in brackets; `ratio_def` in the JSON says "
+              "which way round. Verdict met/missed only where the whole range is on one side of the target.", "",
+              "Arms (precision, trainable parameters, batch, threads, peak RSS MiB) and notes:", ""]
     for row in result["rows"]:
-        if row["notes"]:
-            lines.append(f"- {row['id']} {row['compare']}: {row['notes']}")
+        arms = "; ".join(f"{a['name']}: {a['precision']}, {a['trainable_params'] or '-'} trainable, batch "
+                         f"{a['batch'] or '-'}, {a['threads']} threads, {_fmt(a['peak_rss_mb'])} MiB"
+                         for a in row.get("arms", []))
+        lines.append(f"- {row['id']} {row['compare']} ({row['command']}): {arms}. {row['notes']}")
     return "\n".join(lines) + "\n"
 
 
