@@ -83,7 +83,7 @@ def run(settings: Settings) -> list[Row]:
                 "eager": ("benchmarks.audio:eager_arm", {"bundle": str(bundle), "seconds": seconds}),
                 "onnx": ("benchmarks.audio:onnx_arm", {"artifact": str(folder / "artifact"), "seconds": seconds}),
             }, reps=reps, warmup=1, threads=settings.threads)
-            what = {"precision": "fp32", "batch": 1, "threads": settings.threads,
+            what: dict[str, Any] = {"precision": "fp32", "batch": 1, "threads": settings.threads,
                     "data": f"one {seconds} s clip of noise, {label}"}
             rows.append(make_row(
                 "P5", f"ASR real-time factor, {seconds} s clip, {label} ({params / 1e6:.2f}M-param Conformer-CTC)",

@@ -7,6 +7,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import Arm, Row, Settings, interleave, make_row
 
@@ -40,7 +41,7 @@ def run(settings: Settings) -> list[Row]:
     timed = interleave(arms, reps=reps, warmup=1)
     cpu_median = {k: round(statistics.median(v), 3) for k, v in cpu.items()}
     rows = []
-    what = {"precision": "-", "batch": None, "threads": None, "data": "a fresh process each repetition"}
+    what: dict[str, Any] = {"precision": "-", "batch": None, "threads": None, "data": "a fresh process each repetition"}
     base_arm = Arm('python -c "import lightning"', values=timed["import lightning"]["times"],
                    peak_rss_mb=rss["import lightning"], **what)
     for name in names:

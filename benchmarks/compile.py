@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from lightning.pytorch import Callback
 
@@ -58,16 +59,16 @@ def run(settings: Settings, domains: tuple[str, ...] = DOMAINS) -> list[Row]:
             measured[compiled] = next(cb for cb in cli.trainer.callbacks if isinstance(cb, StepTimes)).times
             precision[compiled] = str(cli.trainer.precision)
             params[compiled] = sum(p.numel() for p in cli.model.parameters() if p.requires_grad)
-        eager, compiled = measured[False], measured[True]
-        what = {"precision": precision[False], "threads": torch.get_num_threads(),
+        eager, jit = measured[False], measured[True]
+        what: dict[str, Any] = {"precision": precision[False], "threads": torch.get_num_threads(),
                 "data": f"{domain} debug config data", "trainable_params": params[False]}
         rows.append(make_row(
             "P9", f"{domain} debug fit step, --model.compile true vs eager (CPU)",
             Arm("eager", values=[t * 1e3 for t in eager[warmup:]], **what),
-            Arm("--model.compile true", values=[t * 1e3 for t in compiled[warmup:]], **what), "ms/step", COMMAND,
-            notes=f"first step (compilation) {compiled[0]:.1f} s compiled vs {eager[0]:.2f} s eager; steps "
+            Arm("--model.compile true", values=[t * 1e3 for t in jit[warmup:]], **what), "ms/step", COMMAND,
+            notes=f"first step (compilation) {jit[0]:.1f} s compiled vs {eager[0]:.2f} s eager; steps "
             f"{warmup + 1}..{steps} of one run per arm paired by step (a repetition = one step); both arms in one "
             "process",
-            extra={"compile_s": round(compiled[0], 2), "eager_first_s": round(eager[0], 3)},
+            extra={"compile_s": round(jit[0], 2), "eager_first_s": round(eager[0], 3)},
         ))
     return rows

@@ -135,7 +135,7 @@ def run_rows(settings: Settings) -> list[Row]:
         for arm in [k for k in data if isinstance(data[k], dict) and k != "fp32_eager"]:
             value = data[arm][unit_key]
             mfu = data[arm].get("mfu")
-            what = {"data": f"{section} synthetic batches", "threads": settings.threads}
+            what: dict[str, Any] = {"data": f"{section} synthetic batches", "threads": settings.threads}
             rows.append(make_row(
                 "P7", f"{section} {arm} on {device}",
                 Arm("fp32 eager", "fp32", [base], peak_rss_mb=None, **what),

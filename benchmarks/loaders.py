@@ -70,6 +70,7 @@ def run(settings: Settings) -> list[Row]:
         timed = interleave(arms, reps=reps, warmup=0)
         default = "num_workers=0, persistent=False"
         best = min(timed, key=lambda k: timed[k]["median"])
+        what: dict[str, Any]
         what = {"precision": "-", "threads": settings.threads, "data": f"{domain} default training data, 2 epochs"}
         for name in timed:
             rows.append(make_row(

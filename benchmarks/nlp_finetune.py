@@ -261,6 +261,7 @@ def _time_to_target(settings: Settings, backbone: str, model: str) -> list[Row]:
     for target in targets:
         got = {name: [_reached(runs[s], target) for s in seeds] for name, runs in (("hf", hf), ("trident", tri))}
         missed = {name: sum(not ok for _, ok in v) for name, v in got.items()}
+        what: dict[str, Any]
         what = {"batch": BATCH, "data": f"intent train split; test accuracy after every epoch, <= {max_epochs} "
                 "epochs; set-up inside the clock"}
         rows.append(make_row(

@@ -98,7 +98,7 @@ def run(settings: Settings) -> list[Row]:
                                                            "batches": batches}),
         }, reps=reps, warmup=1, threads=settings.threads)
         scale = 1e3 / n_batches
-        what = {"batch": batch_size, "threads": settings.threads, "trainable_params": None,
+        what: dict[str, Any] = {"batch": batch_size, "threads": settings.threads, "trainable_params": None,
                 "data": f"{n_batches} batches of the intent test split, tokenization included"}
         rows.append(make_row(
             "P3", f"NLP inference latency per batch, batch {batch_size} ({dm.backbone}, {params / 1e6:.1f}M params)",

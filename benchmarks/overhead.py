@@ -178,7 +178,8 @@ def _compare(name: str, spec: DomainSpec, args: list[str], steps: int, rounds: i
 
     ms: dict[str, list[float]] = {"plain": [], "trident": [], "lightning": []}
     rss = {k: 0.0 for k in ms}
-    loss_diffs, info = [], {}
+    loss_diffs: list[float] = []
+    info: dict[str, Any] = {}
     for _ in range(rounds):
         timer = StepTimer()
         plain: dict[str, list[float]] = {}
@@ -220,8 +221,8 @@ def _compare(name: str, spec: DomainSpec, args: list[str], steps: int, rounds: i
             ms[key].append(_mean_step(starts) * 1e3)
         n = min(len(timer.losses), len(plain["losses"]))
         loss_diffs.append(max(abs(a - b) for a, b in zip(timer.losses[:n], plain["losses"][:n], strict=True)))
-    what = {"precision": info["precision"], "trainable_params": info["trainable"], "batch": info["batch"],
-            "threads": 1, "data": f"{steps} steps of the same batches"}
+    what: dict[str, Any] = {"precision": info["precision"], "trainable_params": info["trainable"],
+                            "batch": info["batch"], "threads": 1, "data": f"{steps} steps of the same batches"}
     arms = {"plain": Arm("hand-written PyTorch loop (+ one checkpoint)", values=ms["plain"],
                          peak_rss_mb=rss["plain"], **what),
             "trident": Arm(f"Trident CLI defaults ({info['logger']} offline, callbacks {info['callbacks']})",

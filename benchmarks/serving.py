@@ -178,6 +178,7 @@ def run(settings: Settings) -> list[Row]:
                 stop(proc)
         model = "all-minilm-l6-v2 intent model" if domain == "nlp" and not settings.quick else (
             "tiny intent model" if domain == "nlp" else "P5 Conformer-CTC, 3 s clips")
+        what: dict[str, Any]
         what = {"precision": "fp32", "threads": settings.threads, "data": f"{CLIENTS} clients x {per_client} "
                 f"requests per round ({model})"}
         b, u = measured["batched"], measured["unbatched"]

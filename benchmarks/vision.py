@@ -54,7 +54,7 @@ def run_inference(settings: Settings) -> list[Row]:
 
     reps = settings.pick(3, 3)
     timed = interleave({"eager": eager, "onnx": onnx}, reps=reps, warmup=1)
-    what = {"precision": "fp32", "batch": sw, "threads": settings.threads,
+    what: dict[str, Any] = {"precision": "fp32", "batch": sw, "threads": settings.threads,
             "data": f"one random {'x'.join(map(str, shape))} volume"}
     return [make_row(
         "P4b", f"vision sliding-window inference, one {'x'.join(map(str, shape))} volume, roi {roi[0]}^3",

@@ -109,7 +109,7 @@ def _plain_monai(dm: Any, net: torch.nn.Module, epochs: int, limit: int | None, 
             loss.backward()
             optimizer.step()
         times.append(time.perf_counter() - start)
-        if val_loader is None or (epoch + 1) % VAL_EVERY:
+        if val_loader is None or target is None or (epoch + 1) % VAL_EVERY:
             continue
         net.eval()
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -170,6 +170,7 @@ def run(settings: Settings) -> list[Row]:
 
     with PeakRss() as peak:
         _run_cli(DOMAIN, [*_base_args(settings, root, "t", epochs), "--trainer.limit_val_batches=0"], before_fit)
+    what: dict[str, Any]
     what = {"precision": info["precision"], "trainable_params": info["trainable"], "batch": info["batch"],
             "data": "embedded phantoms, one epoch per repetition (the first a warm-up)"}
     sweep = ", ".join(f"{w} workers {t} s" for w, t in info["sweep"].items())
@@ -193,7 +194,9 @@ def _time_to_target(settings: Settings, root: Any, workers: int) -> list[Row]:
     targets = settings.pick((0.0, 0.01, 0.02), TARGETS)
     seeds, max_epochs = settings.pick((0,), SEEDS), settings.pick(VAL_EVERY, MAX_EPOCHS)
     limit = settings.pick(1, None)
-    plain, tri, info = {}, {}, {}
+    plain: dict[int, Any] = {}
+    tri: dict[int, Any] = {}
+    info: dict[str, Any] = {}
     for seed in seeds:
         stop = Evals(max(targets))
 
@@ -217,6 +220,7 @@ def _time_to_target(settings: Settings, root: Any, workers: int) -> list[Row]:
         got = {"plain": [_reached(plain[s], target) for s in seeds], "trident": [_reached(tri[s], target)
                                                                                for s in seeds]}
         missed = {k: sum(not ok for _, ok in v) for k, v in got.items()}
+        what: dict[str, Any]
         what = {"precision": info["precision"], "trainable_params": info["trainable"], "batch": info["batch"],
                 "data": f"embedded phantoms; held-out Dice every {VAL_EVERY} epochs; cache fill inside the clock"}
         rows.append(make_row(
