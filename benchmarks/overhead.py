@@ -174,7 +174,7 @@ def _mean_step(starts: list[float]) -> float:
 
 def _compare(name: str, spec: DomainSpec, args: list[str], steps: int, rounds: int, step_fn: Any,
              loader_of: Any, root: Path) -> list[Row]:
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, TQDMProgressBar
 
     ms: dict[str, list[float]] = {"plain": [], "trident": [], "lightning": []}
     rss = {k: 0.0 for k in ms}
@@ -210,8 +210,11 @@ def _compare(name: str, spec: DomainSpec, args: list[str], steps: int, rounds: i
         rss["trident"] = max(rss["trident"], peak.peak)
         bare = StepTimer()
 
-        def lightning_only(cli: Any, bare: StepTimer = bare) -> None:  # Lightning's own checkpointing stays
-            cli.trainer.callbacks = [bare, *(cb for cb in cli.trainer.callbacks if type(cb) is ModelCheckpoint)]
+        def lightning_only(cli: Any, bare: StepTimer = bare) -> None:
+            # what a plain Lightning Trainer has by default: its progress bar and model summary; the same
+            # ModelCheckpoint instances (Lightning's class) so both arms save the same checkpoints
+            cli.trainer.callbacks = [bare, TQDMProgressBar(), ModelSummary(),
+                                     *(cb for cb in cli.trainer.callbacks if type(cb) is ModelCheckpoint)]
 
         with PeakRss() as peak:
             _run_cli(spec, [*args, f"--trainer.max_steps={steps}",
@@ -227,7 +230,8 @@ def _compare(name: str, spec: DomainSpec, args: list[str], steps: int, rounds: i
                          peak_rss_mb=rss["plain"], **what),
             "trident": Arm(f"Trident CLI defaults ({info['logger']} offline, callbacks {info['callbacks']})",
                            values=ms["trident"], peak_rss_mb=rss["trident"], **what),
-            "lightning": Arm("bare Lightning Trainer (same module, logger, ModelCheckpoint)",
+            "lightning": Arm("bare Lightning Trainer (same module, logger and ModelCheckpoints; Lightning's "
+                             "default progress bar and summary)",
                              values=ms["lightning"], peak_rss_mb=rss["lightning"], **what)}
     shares = [t - b for t, b in zip(ms["trident"], ms["lightning"], strict=True)]
     lightning_share = [b - p for b, p in zip(ms["lightning"], ms["plain"], strict=True)]
