@@ -83,7 +83,8 @@ def hold(mib: int) -> object:
 
 def test_isolated_arms_report_their_own_peak_rss() -> None:
     """Each arm in its own process: an arm holding 300 MiB peaks >= 250 MiB above one holding 1 MiB. In one process
-    (the control) the small arm, timed after the big one was built, reports the big one's memory too."""
+    (the controls: sampling, and the old clear_refs + VmHWM reset) the small arm, timed after the big one was built,
+    reports the big one's memory too."""
     from benchmarks.common import isolated_interleave
 
     me = "tests.test_benchmarks_schema:hold"
@@ -92,3 +93,18 @@ def test_isolated_arms_report_their_own_peak_rss() -> None:
     assert len(timed["big"]["times"]) == 3
     shared = interleave({"big": hold(300), "small": hold(1)}, reps=2, warmup=0)
     assert abs(shared["big"]["rss_mb"] - shared["small"]["rss_mb"]) < 50, shared
+    old = {}  # the previous per-arm reset: /proc/self/clear_refs "5", then VmHWM, in one process
+    for name, fn in shared_arms(300, 1).items():
+        Path("/proc/self/clear_refs").write_text("5")
+        fn()
+        old[name] = _vm_hwm_mb()
+    assert abs(old["big"] - old["small"]) < 50, old
+
+
+def shared_arms(big: int, small: int) -> dict:
+    return {"big": hold(big), "small": hold(small)}
+
+
+def _vm_hwm_mb() -> float:
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
