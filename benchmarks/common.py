@@ -202,6 +202,13 @@ def timed_arm(timed: dict[str, dict[str, Any]], key: str, name: str, scale: floa
     return Arm(name=name, values=[t * scale for t in timed[key]["times"]], peak_rss_mb=timed[key]["rss_mb"], **what)
 
 
+def first_reached(evals: list[tuple[float, float]], target: float) -> tuple[float, bool]:
+    """Seconds to the first evaluation at or above ``target`` and True; else the time the arm ran (a lower bound)
+    and False."""
+    hit = next((t for t, value in evals if value >= target), None)
+    return (hit, True) if hit is not None else (evals[-1][0] if evals else float("nan"), False)
+
+
 def trainable(module: Any) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
-from benchmarks.common import Arm, PeakRss, Row, Settings, core_default_callbacks, make_row
+from benchmarks.common import Arm, PeakRss, Row, Settings, core_default_callbacks, first_reached, make_row
 
 COMMAND = "uv run python -m benchmarks --only P2"
 BATCH = 32
@@ -212,12 +212,6 @@ def _trident_to_target(settings: Settings, backbone: str, targets: tuple[float, 
     return stop.evals, str(cli.trainer.precision)
 
 
-def _reached(evals: list[tuple[float, float]], target: float) -> tuple[float, bool]:
-    """Seconds to the first evaluation at or above ``target``; else the time the arm ran (a lower bound)."""
-    hit = next((t for t, acc in evals if acc >= target), None)
-    return (hit, True) if hit is not None else (evals[-1][0] if evals else float("nan"), False)
-
-
 def run(settings: Settings) -> list[Row]:
     backbone = "scratch" if settings.quick else "auto"
     steps = settings.pick(5, STEPS)
@@ -259,7 +253,7 @@ def _time_to_target(settings: Settings, backbone: str, model: str) -> list[Row]:
         tri[seed], precision = _trident_to_target(settings, backbone, targets, seed, max_epochs)
     rows = []
     for target in targets:
-        got = {name: [_reached(runs[s], target) for s in seeds] for name, runs in (("hf", hf), ("trident", tri))}
+        got = {name: [first_reached(runs[s], target) for s in seeds] for name, runs in (("hf", hf), ("trident", tri))}
         missed = {name: sum(not ok for _, ok in v) for name, v in got.items()}
         what: dict[str, Any]
         what = {"batch": BATCH, "data": f"intent train split; test accuracy after every epoch, <= {max_epochs} "

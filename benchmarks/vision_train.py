@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from benchmarks.common import Arm, PeakRss, Row, Settings, make_row, trainable
+from benchmarks.common import Arm, PeakRss, Row, Settings, first_reached, make_row, trainable
 
 COMMAND = "uv run python -m benchmarks --only P4"
 TARGETS = (0.80, 0.85, 0.88)
@@ -126,11 +126,6 @@ def _plain_monai(dm: Any, net: torch.nn.Module, epochs: int, limit: int | None, 
     return {"epochs": times, "evals": evals, "fill_s": fill_s}
 
 
-def _reached(evals: list[tuple[float, float]], target: float) -> tuple[float, bool]:
-    hit = next((t for t, d in evals if d >= target), None)
-    return (hit, True) if hit is not None else (evals[-1][0] if evals else float("nan"), False)
-
-
 def _base_args(settings: Settings, root: Any, name: str, max_epochs: int) -> list[str]:
     args = ["--config", "debug"] if settings.quick else []  # first: later arguments override it
     args += [f"--data.data_dir={root}/data", f"--trainer.max_epochs={max_epochs}",
@@ -217,7 +212,7 @@ def _time_to_target(settings: Settings, root: Any, workers: int) -> list[Row]:
         tri[seed] = stop.evals
     rows = []
     for target in targets:
-        got = {"plain": [_reached(plain[s], target) for s in seeds], "trident": [_reached(tri[s], target)
+        got = {"plain": [first_reached(plain[s], target) for s in seeds], "trident": [first_reached(tri[s], target)
                                                                                for s in seeds]}
         missed = {k: sum(not ok for _, ok in v) for k, v in got.items()}
         what: dict[str, Any]

@@ -108,3 +108,11 @@ def shared_arms(big: int, small: int) -> dict:
 def _vm_hwm_mb() -> float:
     line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmHWM:"))
     return int(line.split()[1]) / 1024
+
+
+def test_first_reached_is_a_lower_bound_when_missed() -> None:
+    from benchmarks.common import first_reached
+
+    evals = [(10.0, 0.6), (20.0, 0.76), (30.0, 0.79)]
+    assert first_reached(evals, 0.75) == (20.0, True)
+    assert first_reached(evals, 0.80) == (30.0, False)  # never reached: the time it ran
