@@ -82,6 +82,7 @@ def test_datamodule_trains_on_duration_batches(
         SpeechDataModule(max_duration=1.5, batch_duration=2.0)
 
 
+@pytest.mark.slow  # > 20 s on 2 cores: the slow pass (issue 17: default pass < 15 min)
 def test_fit_with_batch_duration_through_the_cli(tmp_path: Path) -> None:
     from trident_audio.cli import DOMAIN
     from trident_core.cli import run_domain

@@ -54,6 +54,7 @@ class _DyingServer:
         self.thread.join()
 
 
+@pytest.mark.slow  # > 20 s on 2 cores: the slow pass (issue 17: default pass < 15 min)
 def test_wandb_server_that_dies_mid_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     server = _DyingServer(life_s=6)
     monkeypatch.setenv("WANDB_MODE", "online")

@@ -148,6 +148,8 @@ class SegmentationModule(TaskModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch["image"], batch["label"]
+        # a plain tensor for the net: MONAI's MetaTensor dispatch fails under torch.compile (--model.compile true)
+        images = images.as_tensor() if hasattr(images, "as_tensor") else images
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last_3d)
         loss = self.loss(self.net(images), labels)
