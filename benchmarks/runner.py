@@ -152,7 +152,9 @@ def write(out: Path, machine: str, args: argparse.Namespace, keys: list[str], ro
         result["rows"] = kept + result["rows"]
         order = list(BENCHMARKS)
         result["rows"].sort(key=lambda r: order.index(r["id"]) if r["id"] in order else len(order))
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    text = json.dumps(result, indent=2)
+    path.write_text(text + "\n")
+    result = json.loads(text)  # what the file holds (seed keys as strings, tuples as lists), returned as such
     (out / f"{machine}.md").write_text(markdown(result))
     return result
 
