@@ -44,10 +44,10 @@ def _fit(net: Any, tokenizer: Any, texts: list[str], targets: list[int], steps: 
     """Full-batch Adam on ``texts`` until every logit margin is large (a few seconds for the tiny model)."""
     import torch
 
-    encoded = tokenizer.encode_batch(texts)
-    width = max(len(e.ids) for e in encoded)
-    ids = torch.tensor([e.ids + [0] * (width - len(e.ids)) for e in encoded])
-    mask = torch.tensor([[1] * len(e.ids) + [0] * (width - len(e.ids)) for e in encoded])
+    from trident_nlp.text import TextEncoder
+
+    encoder = TextEncoder(tokenizer.to_str(), net.max_length)  # the product's tokenize-and-pad
+    ids, mask = (torch.from_numpy(a) for a in encoder.pad(encoder.encode(texts)))
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
     net.train()
     for _ in range(steps):
