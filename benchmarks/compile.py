@@ -14,7 +14,7 @@ from typing import Any
 
 from lightning.pytorch import Callback
 
-from benchmarks.common import Arm, Row, Settings, make_row
+from benchmarks.common import Arm, PeakRss, Row, Settings, make_row
 
 COMMAND = "uv run python -m benchmarks --only P9"
 DOMAINS = ("nlp", "audio", "vision")
@@ -44,7 +44,7 @@ def run(settings: Settings, domains: tuple[str, ...] = DOMAINS) -> list[Row]:
     rows = []
     chosen = os.environ.get("TRIDENT_P9_DOMAINS")
     for domain in settings.pick(("nlp",), tuple(chosen.split(",")) if chosen else domains):
-        measured, params, precision = {}, {}, {}
+        measured, params, precision, rss = {}, {}, {}, {}
         for compiled in (False, True):
             torch._dynamo.reset()
             folder = settings.workdir / f"compile-{domain}"
@@ -55,7 +55,9 @@ def run(settings: Settings, domains: tuple[str, ...] = DOMAINS) -> list[Row]:
                     "--trainer.limit_val_batches", "0", "--export_on_fit_end.enabled", "false",
                     "--trainer.logger", "false", "--trainer.callbacks+=benchmarks.compile.StepTimes",
                     "--model.compile", "true" if compiled else "false"]
-            cli = run_domain(installed_domains()[domain], args, exit_on_error=False)
+            with PeakRss() as peak:
+                cli = run_domain(installed_domains()[domain], args, exit_on_error=False)
+            rss[compiled] = peak.peak
             measured[compiled] = next(cb for cb in cli.trainer.callbacks if isinstance(cb, StepTimes)).times
             precision[compiled] = str(cli.trainer.precision)
             params[compiled] = sum(p.numel() for p in cli.model.parameters() if p.requires_grad)
@@ -64,11 +66,12 @@ def run(settings: Settings, domains: tuple[str, ...] = DOMAINS) -> list[Row]:
                 "data": f"{domain} debug config data", "trainable_params": params[False]}
         rows.append(make_row(
             "P9", f"{domain} debug fit step, --model.compile true vs eager (CPU)",
-            Arm("eager", values=[t * 1e3 for t in eager[warmup:]], **what),
-            Arm("--model.compile true", values=[t * 1e3 for t in jit[warmup:]], **what), "ms/step", COMMAND,
+            Arm("eager", values=[t * 1e3 for t in eager[warmup:]], peak_rss_mb=rss[False], **what),
+            Arm("--model.compile true", values=[t * 1e3 for t in jit[warmup:]], peak_rss_mb=rss[True], **what),
+            "ms/step", COMMAND,
             notes=f"first step (compilation) {jit[0]:.1f} s compiled vs {eager[0]:.2f} s eager; steps "
             f"{warmup + 1}..{steps} of one run per arm paired by step (a repetition = one step); both arms in one "
-            "process",
+            "process (eager first), peak RSS sampled while each arm's fit runs",
             extra={"compile_s": round(jit[0], 2), "eager_first_s": round(eager[0], 3)},
         ))
     return rows

@@ -27,9 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.callbacks import Callback
-
 from benchmarks.common import Arm, PeakRss, Row, Settings, core_default_callbacks, first_reached, make_row
+from benchmarks.to_target import EvalsUntil
 
 COMMAND = "uv run python -m benchmarks --only P2"
 BATCH = 32
@@ -180,19 +179,6 @@ def _hf_to_target(settings: Settings, backbone: str, targets: tuple[float, ...],
     return evals
 
 
-class _Evals(Callback):
-    def __init__(self, start: float, top: float) -> None:
-        self.start, self.top = start, top
-        self.evals: list[tuple[float, float]] = []
-
-    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        if trainer.sanity_checking or "val/acc" not in trainer.callback_metrics:
-            return
-        self.evals.append((time.perf_counter() - self.start, float(trainer.callback_metrics["val/acc"])))
-        if self.evals[-1][1] >= self.top:
-            trainer.should_stop = True
-
-
 def _trident_to_target(settings: Settings, backbone: str, targets: tuple[float, ...], seed: int,
                        max_epochs: int) -> tuple[list[tuple[float, float]], str]:
     """Trident's default recipe, the test split as its validation set; the clock starts before the CLI builds."""
@@ -207,7 +193,7 @@ def _trident_to_target(settings: Settings, backbone: str, targets: tuple[float, 
             f"--trainer.default_root_dir={settings.workdir / 'P2' / f'trident-target{seed}'}",
             "--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
             *(QUICK_NET if settings.quick else [])]
-    stop = _Evals(time.perf_counter(), max(targets))
+    stop = EvalsUntil("val/acc", max(targets))
     cli = _run_cli(DOMAIN, args, lambda cli: cli.trainer.callbacks.append(stop))
     return stop.evals, str(cli.trainer.precision)
 
@@ -248,9 +234,14 @@ def _time_to_target(settings: Settings, backbone: str, model: str) -> list[Row]:
     targets = settings.pick((0.0, 0.01, 0.02), TARGETS)
     seeds, max_epochs = settings.pick((0,), SEEDS), settings.pick(1, MAX_EPOCHS)
     hf, tri, precision = {}, {}, ""
+    rss = {"hf": 0.0, "trident": 0.0}  # peak RSS sampled while each arm runs (both arms share this process)
     for seed in seeds:  # interleaved by seed
-        hf[seed] = _hf_to_target(settings, backbone, targets, seed, max_epochs)
-        tri[seed], precision = _trident_to_target(settings, backbone, targets, seed, max_epochs)
+        with PeakRss() as peak:
+            hf[seed] = _hf_to_target(settings, backbone, targets, seed, max_epochs)
+        rss["hf"] = max(rss["hf"], peak.peak)
+        with PeakRss() as peak:
+            tri[seed], precision = _trident_to_target(settings, backbone, targets, seed, max_epochs)
+        rss["trident"] = max(rss["trident"], peak.peak)
     rows = []
     for target in targets:
         got = {name: [first_reached(runs[s], target) for s in seeds] for name, runs in (("hf", hf), ("trident", tri))}
@@ -261,12 +252,14 @@ def _time_to_target(settings: Settings, backbone: str, model: str) -> list[Row]:
         rows.append(make_row(
             "P2", f"NLP wall time to test accuracy {target}, recipe ({model})",
             Arm(f"HF Trainer, example settings (lr {HF_LR}), group_by_length", "32-true",
-                [t for t, _ in got["hf"]], **what),
-            Arm("Trident default recipe as shipped", precision, [t for t, _ in got["trident"]], **what), "s",
+                [t for t, _ in got["hf"]], peak_rss_mb=rss["hf"], **what),
+            Arm("Trident default recipe as shipped", precision, [t for t, _ in got["trident"]],
+                peak_rss_mb=rss["trident"], **what), "s",
             COMMAND, notes=f"{len(seeds)} seeds, ratio per seed; recipe row (precision, frozen embeddings, layer "
             f"decay, warmup, lr schedule differ), report only; seeds that did not reach {target} in {max_epochs} "
             f"epochs (their time is the time they ran, a lower bound): HF {missed['hf']}, Trident "
-            f"{missed['trident']}; (s, accuracy) per evaluation, first seed: HF "
+            f"{missed['trident']}; peak RSS sampled per arm in one process; (s, accuracy) per evaluation, first "
+            f"seed: HF "
             f"{[(round(t, 1), round(a, 4)) for t, a in hf[seeds[0]]]}, Trident "
             f"{[(round(t, 1), round(a, 4)) for t, a in tri[seeds[0]]]}",
             extra={"hf_evals": hf, "trident_evals": tri, "not_reached": missed},

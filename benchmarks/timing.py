@@ -49,7 +49,8 @@ class PeakRss:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread.ident is not None:  # entered (a caller's set-up may fail before it enters)
+            self._thread.join()
         self.peak = max(self.peak, current_rss_mb())
 
 

@@ -25,6 +25,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from benchmarks.common import Arm, PeakRss, Row, Settings, first_reached, make_row, trainable
+from benchmarks.to_target import EvalsUntil
 
 COMMAND = "uv run python -m benchmarks --only P4"
 TARGETS = (0.80, 0.85, 0.88)
@@ -45,21 +46,6 @@ class EpochTimer(Callback):
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         self.epochs.append(time.perf_counter() - self.start)
-
-
-class Evals(Callback):
-    """(seconds since ``start``, val mean Dice) per validation; stops at ``top``."""
-
-    def __init__(self, top: float) -> None:
-        self.top, self.start = top, time.perf_counter()
-        self.evals: list[tuple[float, float]] = []
-
-    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        if trainer.sanity_checking or "val/dice" not in trainer.callback_metrics:
-            return
-        self.evals.append((time.perf_counter() - self.start, float(trainer.callback_metrics["val/dice"])))
-        if self.evals[-1][1] >= self.top:
-            trainer.should_stop = True
 
 
 def _tutorial_net(net: torch.nn.Module) -> torch.nn.Module:
@@ -192,23 +178,34 @@ def _time_to_target(settings: Settings, root: Any, workers: int) -> list[Row]:
     plain: dict[int, Any] = {}
     tri: dict[int, Any] = {}
     info: dict[str, Any] = {}
+    # peak RSS sampled while each arm runs (one process: Trident's peak includes the CLI built before the plain arm)
+    rss = {"plain": 0.0, "trident": 0.0}
     for seed in seeds:
-        stop = Evals(max(targets))
+        stop = EvalsUntil("val/dice", max(targets))
+        trident_peak = PeakRss()
 
-        def before_fit(cli: Any, seed: int = seed, stop: Evals = stop) -> None:
+        def before_fit(cli: Any, seed: int = seed, stop: EvalsUntil = stop,
+                       trident_peak: PeakRss = trident_peak) -> None:
             cli.trainer.callbacks.append(stop)
             cli.datamodule.prepare_data()
             bf16 = "bf16" in str(cli.trainer.precision)
             info.update(precision=str(cli.trainer.precision), trainable=trainable(cli.model),
                         batch=cli.datamodule.batch_size)
             torch.manual_seed(seed)
-            plain[seed] = _plain_monai(cli.datamodule, _tutorial_net(cli.model.net), max_epochs, limit, workers,
-                                       max(targets), bf16=bf16)["evals"]
+            with PeakRss() as peak:
+                plain[seed] = _plain_monai(cli.datamodule, _tutorial_net(cli.model.net), max_epochs, limit,
+                                           workers, max(targets), bf16=bf16)["evals"]
+            rss["plain"] = max(rss["plain"], peak.peak)
             torch.manual_seed(seed)
+            trident_peak.__enter__()
             stop.start = time.perf_counter()  # Trident's cache fill (setup) follows: inside its clock
 
-        _run_cli(DOMAIN, [*_base_args(settings, root, f"tt{seed}", max_epochs), f"--seed_everything={seed}",
-                          f"--trainer.check_val_every_n_epoch={VAL_EVERY}"], before_fit)
+        try:
+            _run_cli(DOMAIN, [*_base_args(settings, root, f"tt{seed}", max_epochs), f"--seed_everything={seed}",
+                              f"--trainer.check_val_every_n_epoch={VAL_EVERY}"], before_fit)
+        finally:
+            trident_peak.__exit__()
+        rss["trident"] = max(rss["trident"], trident_peak.peak)
         tri[seed] = stop.evals
     rows = []
     for target in targets:
@@ -221,12 +218,14 @@ def _time_to_target(settings: Settings, root: Any, workers: int) -> list[Row]:
         rows.append(make_row(
             "P4", f"vision wall time to held-out mean Dice {target}",
             Arm(f"MONAI tutorial loop, CacheDataset, num_workers={workers}", values=[t for t, _ in got["plain"]],
-                **what),
-            Arm("Trident default recipe", values=[t for t, _ in got["trident"]], **what), "s", COMMAND,
+                peak_rss_mb=rss["plain"], **what),
+            Arm("Trident default recipe", values=[t for t, _ in got["trident"]], peak_rss_mb=rss["trident"], **what),
+            "s", COMMAND,
             target=(">=", 3.0),
             notes=f"{len(seeds)} seeds, ratio per seed; same initial weights and precision; seeds that did not "
             f"reach {target} (budget {BASELINE_BUDGET_S} s or {max_epochs} epochs; their time is the time they ran, "
-            f"a lower bound): baseline {missed['plain']}, Trident {missed['trident']}; (s, Dice) per validation, "
+            f"a lower bound): baseline {missed['plain']}, Trident {missed['trident']}; peak RSS sampled per arm in one "
+            f"process; (s, Dice) per validation, "
             f"first seed: plain {[(round(t, 1), round(d, 4)) for t, d in plain[seeds[0]]]}, Trident "
             f"{[(round(t, 1), round(d, 4)) for t, d in tri[seeds[0]]]}",
             extra={"plain_evals": plain, "trident_evals": tri, "not_reached": missed},

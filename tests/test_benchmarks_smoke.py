@@ -64,10 +64,8 @@ def test_runner_quick_rows_follow_the_rules(group: str, tmp_path: Path, restore_
     assert rows and all(row["id"] == group for row in rows)
     for row in rows:
         assert all(arm["values"] for arm in row["arms"]), row
-        # peak RSS per arm on every row but P9 and the time-to-target rows (their arms run seed after seed in one
-        # process and record no peak yet: issue 16)
-        if group != "P9" and "wall time to" not in row["compare"]:
-            assert all(arm["peak_rss_mb"] is not None for arm in row["arms"]), row
+        # peak RSS per arm on every row, time-to-target and P9 included (issue 16)
+        assert all(arm["peak_rss_mb"] is not None for arm in row["arms"]), row
     if group == "P8":
         for row in rows:
             for rounds in row["extra"]["rounds"].values():
