@@ -227,10 +227,11 @@ def run(settings: Settings) -> list[Row]:
                  ratio="trident / baseline", notes=notes + "; recipe row: the arms differ in precision and "
                  "trainable parameters, so it decides nothing"),
     ]
-    return rows + _time_to_target(settings, backbone, model)
+    return rows + _time_to_target(settings, backbone, model, {key: rounds[key][0]["trainable"] for key in rounds})
 
 
-def _time_to_target(settings: Settings, backbone: str, model: str) -> list[Row]:
+def _time_to_target(settings: Settings, backbone: str, model: str, trainable: dict[str, int]) -> list[Row]:
+    """``trainable``: parameters each arm trains (the throughput rounds' models: same set-up as these arms)."""
     targets = settings.pick((0.0, 0.01, 0.02), TARGETS)
     seeds, max_epochs = settings.pick((0,), SEEDS), settings.pick(1, MAX_EPOCHS)
     hf, tri, precision = {}, {}, ""
@@ -252,9 +253,9 @@ def _time_to_target(settings: Settings, backbone: str, model: str) -> list[Row]:
         rows.append(make_row(
             "P2", f"NLP wall time to test accuracy {target}, recipe ({model})",
             Arm(f"HF Trainer, example settings (lr {HF_LR}), group_by_length", "32-true",
-                [t for t, _ in got["hf"]], peak_rss_mb=rss["hf"], **what),
+                [t for t, _ in got["hf"]], peak_rss_mb=rss["hf"], trainable_params=trainable["hf"], **what),
             Arm("Trident default recipe as shipped", precision, [t for t, _ in got["trident"]],
-                peak_rss_mb=rss["trident"], **what), "s",
+                peak_rss_mb=rss["trident"], trainable_params=trainable["recipe"], **what), "s",
             COMMAND, notes=f"{len(seeds)} seeds, ratio per seed; recipe row (precision, frozen embeddings, layer "
             f"decay, warmup, lr schedule differ), report only; seeds that did not reach {target} in {max_epochs} "
             f"epochs (their time is the time they ran, a lower bound): HF {missed['hf']}, Trident "
