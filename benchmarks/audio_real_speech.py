@@ -17,6 +17,7 @@ import argparse
 import json
 import re
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -87,16 +88,26 @@ def score(artifact: str | Path, manifest: str | Path, output: str | Path, option
     return table
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def split_infer_options(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(this script's arguments, the infer options after ``--``). By hand: argparse matches an empty ``nargs="*"``
+    positional next to ARTIFACT and then rejects what follows ``--``."""
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1:]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     epilog="infer options go after --: ... ARTIFACT -- --decoder greedy")
     parser.add_argument("artifact", help="an artifact folder written by `trident-audio export`")
     parser.add_argument("--data", default=str(DATA), help="the package's test data folder")
     parser.add_argument("--out", default="runs/audio-real-speech", help="where the manifest and transcripts go")
-    parser.add_argument("options", nargs="*", help="after --: infer options (--decoder beam, --beam_size 16, ...)")
-    args = parser.parse_args()
+    own, options = split_infer_options(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(own)
     out = Path(args.out)
     manifest = build_manifest(out / "pocketsphinx.jsonl", args.data)
-    for row in score(args.artifact, manifest, out / "transcripts.jsonl", args.options):
+    for row in score(args.artifact, manifest, out / "transcripts.jsonl", options):
         print(json.dumps(row))
 
 

@@ -18,7 +18,7 @@ from trident_audio.text import TextNormalizer
 from trident_core.errors import DataError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, which holds benchmarks/
-from benchmarks.audio_real_speech import APT, DATA, build_manifest, score
+from benchmarks.audio_real_speech import APT, DATA, build_manifest, score, split_infer_options
 
 
 @pytest.fixture
@@ -61,3 +61,11 @@ def test_scoring_an_artifact_gives_a_row_per_utterance_and_a_total(
     assert len(table) == 11 and table[-1]["utterance"] == "total" and table[-1]["words"] == 92
     assert {r["decoder"] for r in table[:-1]} == {"greedy"}
     assert all(r["wer"] >= 0 and r["cer"] >= 0 for r in table)  # an untrained model: only the shape is known
+
+
+def test_infer_options_after_the_double_dash_reach_infer() -> None:
+    """The documented `... ARTIFACT -- --decoder greedy` (argparse alone rejected it: an empty `nargs="*"`
+    positional swallowed nothing and left `--decoder greedy` unrecognised)."""
+    assert split_infer_options(["art", "--out", "o", "--", "--decoder", "greedy"]) == (
+        ["art", "--out", "o"], ["--decoder", "greedy"])
+    assert split_infer_options(["art"]) == (["art"], [])
