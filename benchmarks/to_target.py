@@ -10,11 +10,11 @@ from lightning.pytorch.callbacks import Callback
 
 class EvalsUntil(Callback):
     """Records (seconds since ``start``, ``metric``) after every validation and stops the fit once the value
-    reaches ``top``. ``start`` defaults to construction time; a caller whose clock starts later sets it."""
+    reaches ``top``. ``start`` is construction time; a caller whose clock starts later sets the attribute."""
 
-    def __init__(self, metric: str, top: float, start: float | None = None) -> None:
+    def __init__(self, metric: str, top: float) -> None:
         self.metric, self.top = metric, top
-        self.start = time.perf_counter() if start is None else start
+        self.start = time.perf_counter()
         self.evals: list[tuple[float, float]] = []
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
